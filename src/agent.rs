@@ -1,0 +1,251 @@
+//! The main loop: one thread that serves the HTTP API until the next job is
+//! due, then steps that job one outbound call at a time, serving whatever
+//! requests are waiting between two steps.
+//!
+//! Invariants: all state lives here, on this thread; the loop never blocks
+//! longer than one outbound call's timeout (`WM_HTTP_TIMEOUT`) or
+//! [`MAX_WAIT`]; a panic while answering one request does not end it.
+
+use std::time::{Duration, Instant};
+
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::jobs::{self, Context, Job, Step};
+use crate::kube::Kube;
+use crate::scheduler::{JobId, Rng, Scheduler, Timing};
+use crate::server::{HttpServer, Incoming, Probe, SelfProbe};
+use crate::state::{Identity, State};
+use crate::{api, signals};
+
+/// The longest the loop waits for a request before looking at the clock,
+/// the job schedule and the stop flag again.
+pub const MAX_WAIT: Duration = Duration::from_millis(500);
+/// Requests served between two job steps at most, so a flood cannot stall jobs.
+pub const REQUESTS_PER_TURN: usize = 256;
+/// First sync within this long of start (jittered), so a node is ready soon.
+pub const FIRST_SYNC_WITHIN: Duration = Duration::from_secs(5);
+
+/// Why the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// SIGTERM or SIGINT.
+    Stopped,
+    /// The HTTP server stopped accepting connections and could not be rebuilt.
+    Deaf,
+}
+
+pub struct Agent<C: Clock> {
+    clock: C,
+    config: Config,
+    state: State,
+    scheduler: Scheduler,
+    server: HttpServer,
+    probe: SelfProbe,
+    kube: Kube,
+    running: Option<(JobId, Box<dyn Job>, Instant)>,
+}
+
+impl<C: Clock> Agent<C> {
+    pub fn new(config: Config, clock: C, server: HttpServer, seed: u64) -> Agent<C> {
+        let now = clock.now();
+        let identity = Identity {
+            version: env!("CARGO_PKG_VERSION"),
+            namespace: config.namespace.clone(),
+            pod_name: config.pod_name.clone(),
+            node_address: None,
+        };
+        let mut scheduler = Scheduler::new(seed);
+        let timing = |interval: Duration, first_within: Duration| Timing {
+            interval,
+            first_within,
+            spread: 0.1,
+        };
+        scheduler.add(
+            JobId::Sync,
+            timing(config.sync_interval, FIRST_SYNC_WITHIN),
+            now,
+        );
+        // Reports keep their period exactly; only the phase is random.
+        let report = Timing {
+            spread: 0.0,
+            ..timing(config.report_interval, config.report_interval)
+        };
+        scheduler.add(JobId::Report, report, now);
+        scheduler.add(
+            JobId::UpdateCheck,
+            timing(config.update_interval, config.update_interval),
+            now,
+        );
+        let kube = Kube::new(&config.kube, &config.namespace, config.http_timeout);
+        let state = State::new(identity, config.heartbeat_timeout, now);
+        let probe = SelfProbe::new(server.local_addr(), now);
+        Agent {
+            clock,
+            config,
+            state,
+            scheduler,
+            server,
+            probe,
+            kube,
+            running: None,
+        }
+    }
+
+    /// Runs until stopped; returns why.
+    pub fn run(&mut self) -> Exit {
+        loop {
+            if signals::stop_requested() {
+                log::info!("stopping");
+                return Exit::Stopped;
+            }
+            if let Err(exit) = self.turn() {
+                return exit;
+            }
+        }
+    }
+
+    /// One turn: serve requests until something is due, then one job step.
+    pub fn turn(&mut self) -> Result<(), Exit> {
+        let now = self.clock.now();
+        self.state.last_turn = now;
+        if std::mem::take(&mut self.state.sync_requested) {
+            self.scheduler.run_now(JobId::Sync, now);
+        }
+        self.serve(self.wait(now))?;
+        if self.probe.tick(self.clock.now()) == Probe::Deaf {
+            log::error!(
+                "the HTTP server stopped accepting connections; exiting so it can be restarted"
+            );
+            return Err(Exit::Deaf);
+        }
+        self.step_job();
+        Ok(())
+    }
+
+    /// How long to wait for requests before the next job step is due.
+    fn wait(&self, now: Instant) -> Duration {
+        if self.running.is_some() {
+            return Duration::ZERO;
+        }
+        let due = self
+            .scheduler
+            .next_due()
+            .unwrap_or(now + MAX_WAIT)
+            .min(self.probe.next_due());
+        due.saturating_duration_since(now).min(MAX_WAIT)
+    }
+
+    /// Serves one request (waiting up to `wait`) and then whatever else is queued.
+    fn serve(&mut self, wait: Duration) -> Result<(), Exit> {
+        let mut timeout = wait;
+        for _ in 0..REQUESTS_PER_TURN {
+            match self.server.recv(timeout) {
+                Ok(Some(incoming)) => self.answer(incoming),
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    log::error!("the HTTP server failed ({e}); rebuilding it");
+                    if let Err(e) = self.server.rebuild() {
+                        log::error!("could not rebuild the HTTP server: {e}");
+                        return Err(Exit::Deaf);
+                    }
+                    self.probe = SelfProbe::new(self.server.local_addr(), self.clock.now());
+                    return Ok(());
+                }
+            }
+            timeout = Duration::ZERO;
+        }
+        Ok(())
+    }
+
+    fn answer(&mut self, incoming: Incoming) {
+        if let Some(nonce) = incoming.probe_nonce() {
+            self.probe.received(nonce);
+        }
+        let (now, wall) = (self.clock.now(), self.clock.wall());
+        let state = &mut self.state;
+        crate::server::answer_guarded(incoming, |request| {
+            let (route, response) = api::handle(request, state, now, wall);
+            state.count_request(route, response.status);
+            response
+        });
+    }
+
+    /// Advances the running job by one step, or starts the next due one.
+    fn step_job(&mut self) {
+        let now = self.clock.now();
+        let (id, mut job, started) = match self.running.take() {
+            Some(running) => running,
+            None => match self.scheduler.due(now) {
+                Some(id) => (id, jobs::start(id), now),
+                None => return,
+            },
+        };
+        let mut cx = Context {
+            state: &mut self.state,
+            kube: &mut self.kube,
+            config: &self.config,
+            now,
+            wall: self.clock.wall(),
+        };
+        match job.step(&mut cx) {
+            Step::Continue => self.running = Some((id, job, started)),
+            Step::Done(done) => {
+                let end = self.clock.now();
+                let wait = self.scheduler.finished(id, done.next, end);
+                let took = end.saturating_duration_since(started);
+                match done.outcome {
+                    crate::state::Outcome::Error => {
+                        log::warn!(
+                            "{} failed: {} (retry in {}s)",
+                            id.name(),
+                            done.detail,
+                            wait.as_secs()
+                        )
+                    }
+                    _ => log::debug!("{}: {}", id.name(), done.detail),
+                }
+                self.state
+                    .job_done(id, done.outcome, done.detail, self.clock.wall(), took);
+            }
+        }
+    }
+
+    /// The address the API listens on.
+    pub fn local_addr(&self) -> std::net::SocketAddr {
+        self.server.local_addr()
+    }
+}
+
+/// Builds everything from a validated configuration and runs until stopped.
+/// Returns the process exit status.
+pub fn main(config: Config) -> i32 {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    if let Err(e) = signals::install() {
+        log::error!("cannot install signal handlers: {e}");
+        return 1;
+    }
+    let server = match HttpServer::bind(config.listen) {
+        Ok(s) => s,
+        Err(e) => {
+            log::error!("cannot listen on {}: {e}", config.listen);
+            return 1;
+        }
+    };
+    log::info!(
+        "workload-manager {} serving on {} (namespace {}, Kubernetes API {})",
+        env!("CARGO_PKG_VERSION"),
+        server.local_addr(),
+        config.namespace,
+        config.kube.api_url
+    );
+    let mut agent = Agent::new(
+        config,
+        crate::clock::SystemClock,
+        server,
+        Rng::seed_from_os(),
+    );
+    match agent.run() {
+        Exit::Stopped => 0,
+        Exit::Deaf => 1,
+    }
+}

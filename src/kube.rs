@@ -1,0 +1,293 @@
+//! The Kubernetes API client: plain REST over ureq and rustls, no Kubernetes
+//! crate.
+//!
+//! It trusts only the configured CA (the API server is reached by IP, so the
+//! certificate's IP SAN is what is checked), never goes through a proxy taken
+//! from the environment, bounds every call by the configured timeout, and
+//! re-reads the service-account token at least every minute and after a 401,
+//! because projected tokens rotate. It must never list, change or delete a
+//! Deployment without the managed-by label (see the README).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use crate::config::KubeConfig;
+
+/// The label every Deployment we own carries.
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by=workload-manager";
+/// How long a token read from the file is used before reading it again.
+pub const TOKEN_MAX_AGE: Duration = Duration::from_secs(60);
+/// Largest response body read from the API server.
+pub const MAX_RESPONSE: u64 = 16 * 1024 * 1024;
+
+/// A failed call, with what an operator needs to act on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KubeError {
+    /// Our side: a missing or unreadable CA bundle.
+    Setup(String),
+    /// No HTTP answer: refused, reset, timed out, TLS failure.
+    Unreachable(String),
+    /// The API server answered with an error Status.
+    Api {
+        code: u16,
+        reason: String,
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The answer was not what the API promises.
+    Decode(String),
+}
+
+impl std::fmt::Display for KubeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KubeError::Setup(m) => write!(f, "Kubernetes client setup: {m}"),
+            KubeError::Unreachable(m) => write!(f, "Kubernetes API unreachable: {m}"),
+            KubeError::Api {
+                code,
+                reason,
+                message,
+                ..
+            } => {
+                write!(f, "Kubernetes API answered {code} {reason}: {message}")
+            }
+            KubeError::Decode(m) => write!(f, "Kubernetes API answer not understood: {m}"),
+        }
+    }
+}
+
+impl KubeError {
+    /// A Retry-After the server asked for (429, 503).
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            KubeError::Api { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// The client, for one namespace.
+pub struct Kube {
+    base: String,
+    namespace: String,
+    token_file: Option<PathBuf>,
+    token: Option<(String, Instant)>,
+    ca_file: PathBuf,
+    agent: Option<ureq::Agent>,
+    timeout: Duration,
+}
+
+#[derive(Deserialize)]
+struct Status {
+    #[serde(default)]
+    reason: String,
+    #[serde(default)]
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct List {
+    items: Vec<Item>,
+}
+
+#[derive(Deserialize)]
+struct Item {
+    metadata: Metadata,
+}
+
+#[derive(Deserialize)]
+struct Metadata {
+    name: String,
+}
+
+impl Kube {
+    pub fn new(config: &KubeConfig, namespace: &str, timeout: Duration) -> Kube {
+        Kube {
+            base: config.api_url.clone(),
+            namespace: namespace.to_string(),
+            token_file: config.token_file.clone(),
+            token: None,
+            ca_file: config.ca_file.clone(),
+            agent: None,
+            timeout,
+        }
+    }
+
+    /// Names of the Deployments in our namespace that carry the managed-by label.
+    pub fn list_managed(&mut self, now: Instant) -> Result<Vec<String>, KubeError> {
+        let path = format!(
+            "/apis/apps/v1/namespaces/{}/deployments?labelSelector={}",
+            self.namespace,
+            MANAGED_BY.replace('/', "%2F").replace('=', "%3D")
+        );
+        let body = self.get(&path, now)?;
+        let list: List =
+            serde_json::from_slice(&body).map_err(|e| KubeError::Decode(e.to_string()))?;
+        Ok(list.items.into_iter().map(|i| i.metadata.name).collect())
+    }
+
+    /// GET `path`; a 401 re-reads the token and tries once more.
+    fn get(&mut self, path: &str, now: Instant) -> Result<Vec<u8>, KubeError> {
+        match self.get_once(path, now, false) {
+            Err(KubeError::Api { code: 401, .. }) if self.token_file.is_some() => {
+                self.get_once(path, now, true)
+            }
+            other => other,
+        }
+    }
+
+    fn get_once(
+        &mut self,
+        path: &str,
+        now: Instant,
+        reread_token: bool,
+    ) -> Result<Vec<u8>, KubeError> {
+        let token = self.token(now, reread_token);
+        let url = format!("{}{}", self.base, path);
+        let agent = self.agent()?;
+        let mut request = agent.get(&url).header("Accept", "application/json");
+        if let Some(token) = token {
+            request = request.header("Authorization", format!("Bearer {token}"));
+        }
+        let mut response = request
+            .call()
+            .map_err(|e| KubeError::Unreachable(e.to_string()))?;
+        let code = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get("Retry-After")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok())
+            .map(Duration::from_secs);
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_RESPONSE)
+            .read_to_vec()
+            .map_err(|e| KubeError::Unreachable(format!("reading the answer: {e}")))?;
+        if (200..300).contains(&code) {
+            return Ok(body);
+        }
+        let status: Option<Status> = serde_json::from_slice(&body).ok();
+        let (reason, message) = match status {
+            Some(s) => (s.reason, s.message),
+            None => (
+                String::new(),
+                String::from_utf8_lossy(&body[..body.len().min(200)])
+                    .trim()
+                    .to_string(),
+            ),
+        };
+        Err(KubeError::Api {
+            code,
+            reason,
+            message,
+            retry_after,
+        })
+    }
+
+    /// The bearer token: cached for [`TOKEN_MAX_AGE`]; a failed read keeps the old one.
+    fn token(&mut self, now: Instant, force: bool) -> Option<String> {
+        let file = self.token_file.as_ref()?;
+        let fresh = self
+            .token
+            .as_ref()
+            .is_some_and(|(_, at)| now.saturating_duration_since(*at) < TOKEN_MAX_AGE);
+        if force || !fresh {
+            match std::fs::read_to_string(file) {
+                Ok(t) if !t.trim().is_empty() => self.token = Some((t.trim().to_string(), now)),
+                Ok(_) => log::warn!("token file {} is empty", file.display()),
+                Err(e) => log::warn!("cannot read token file {}: {e}", file.display()),
+            }
+        }
+        self.token.as_ref().map(|(t, _)| t.clone())
+    }
+
+    /// The HTTP agent, built on first use (the CA file may appear after start).
+    fn agent(&mut self) -> Result<&ureq::Agent, KubeError> {
+        if self.agent.is_none() {
+            self.agent = Some(build_agent(&self.base, &self.ca_file, self.timeout)?);
+        }
+        Ok(self.agent.as_ref().expect("set just above"))
+    }
+}
+
+fn build_agent(
+    base: &str,
+    ca_file: &std::path::Path,
+    timeout: Duration,
+) -> Result<ureq::Agent, KubeError> {
+    use ureq::tls::{parse_pem, PemItem, RootCerts, TlsConfig};
+    let mut tls = TlsConfig::builder();
+    if base.starts_with("https://") {
+        let pem = std::fs::read(ca_file).map_err(|e| {
+            KubeError::Setup(format!("cannot read CA bundle {}: {e}", ca_file.display()))
+        })?;
+        let certs: Vec<_> = parse_pem(&pem)
+            .filter_map(|item| match item {
+                Ok(PemItem::Certificate(c)) => Some(c),
+                _ => None,
+            })
+            .collect();
+        if certs.is_empty() {
+            return Err(KubeError::Setup(format!(
+                "no certificate in CA bundle {}",
+                ca_file.display()
+            )));
+        }
+        tls = tls.root_certs(RootCerts::new_with_certs(&certs));
+    }
+    let config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .max_redirects(0)
+        .timeout_global(Some(timeout))
+        .timeout_connect(Some(timeout / 3))
+        .user_agent(concat!("workload-manager/", env!("CARGO_PKG_VERSION")))
+        .tls_config(tls.build())
+        .build();
+    Ok(ureq::Agent::new_with_config(config))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_read_like_sentences() {
+        let e = KubeError::Api {
+            code: 403,
+            reason: "Forbidden".into(),
+            message: "deployments.apps is forbidden".into(),
+            retry_after: None,
+        };
+        assert_eq!(
+            e.to_string(),
+            "Kubernetes API answered 403 Forbidden: deployments.apps is forbidden"
+        );
+        let e = KubeError::Api {
+            code: 429,
+            reason: "TooManyRequests".into(),
+            message: String::new(),
+            retry_after: Some(Duration::from_secs(3)),
+        };
+        assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn a_missing_ca_bundle_is_a_setup_error() {
+        let config = KubeConfig {
+            api_url: "https://127.0.0.1:1".into(),
+            token_file: None,
+            ca_file: "/nonexistent/ca.crt".into(),
+        };
+        let mut kube = Kube::new(&config, "edge", Duration::from_secs(1));
+        let err = kube.list_managed(Instant::now()).unwrap_err();
+        assert!(
+            matches!(err, KubeError::Setup(ref m) if m.contains("/nonexistent/ca.crt")),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,17 @@
+//! workload-manager keeps a K3S edge node running the workloads its Node
+//! System backend wants. See the README's Architecture section for the map.
+
+pub mod agent;
+pub mod api;
+pub mod clock;
+pub mod config;
+pub mod jobs;
+pub mod kube;
+pub mod metrics;
+pub mod names;
+pub mod scheduler;
+pub mod server;
+pub mod signals;
+pub mod state;
+pub mod status;
+pub mod workloads;

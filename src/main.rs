@@ -1,0 +1,81 @@
+//! The `workload-manager` binary: arguments, configuration, logging, then the
+//! main loop.
+
+use std::process::ExitCode;
+
+use workload_manager::config::{Config, ProcessEnv};
+
+const HELP: &str = "\
+workload-manager: keeps this node's workloads as the Node System backend wants them.
+
+Usage: workload-manager [--help | --version | --print-config]
+
+Configuration comes from the environment (see the README for every variable):
+  NODE_SYSTEM_ENDPOINT                  backend base URL (required)
+  NODE_PRIVATE_KEY / NODE_PRIVATE_KEY_FILE
+                                        the node's secp256k1 key (one required)
+  WM_LISTEN                             HTTP API address [0.0.0.0:8080]
+  WM_NAMESPACE                          namespace managed [service-account namespace]
+  WM_KUBE_API_URL, WM_KUBE_TOKEN_FILE, WM_KUBE_CA_FILE
+                                        Kubernetes API [in-cluster]
+  WM_SYNC_INTERVAL [10m]  WM_REPORT_INTERVAL [1m]  WM_UPDATE_INTERVAL [15m]
+  WM_HEARTBEAT_TIMEOUT [30s]  WM_HTTP_TIMEOUT [10s]
+  WM_UPDATE_S3_BUCKET, WM_UPDATE_S3_KEY, WM_UPDATE_S3_REGION, WM_UPDATE_S3_ENDPOINT,
+  AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+                                        self-update (off unless the bucket is set)
+  WM_SELF_DEPLOYMENT, WM_SELF_CONTAINER, POD_NAME, WM_STATE_DIR, WM_LOG [info]
+
+Exit status: 0 after SIGTERM/SIGINT, 2 on invalid configuration, 1 on a fatal error.
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mode = match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] => Mode::Run,
+        ["--help"] | ["-h"] => {
+            print!("{HELP}");
+            return ExitCode::SUCCESS;
+        }
+        ["--version"] | ["-V"] => {
+            println!("workload-manager {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        ["--print-config"] => Mode::PrintConfig,
+        _ => {
+            eprintln!("workload-manager: unknown arguments {args:?}; try --help");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match Config::load(&ProcessEnv) {
+        Ok(c) => c,
+        Err(problems) => {
+            eprintln!("workload-manager: invalid configuration:");
+            for p in problems {
+                eprintln!("  {p}");
+            }
+            return ExitCode::from(2);
+        }
+    };
+    if let Mode::PrintConfig = mode {
+        print!("{}", config.printable());
+        return ExitCode::SUCCESS;
+    }
+    if let Err(e) = simple_logger::SimpleLogger::new()
+        .with_level(config.log_level)
+        .init()
+    {
+        eprintln!("workload-manager: cannot start logging: {e}");
+        return ExitCode::from(1);
+    }
+    ExitCode::from(workload_manager::agent::main(config) as u8)
+}
+
+enum Mode {
+    Run,
+    PrintConfig,
+}

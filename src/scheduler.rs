@@ -1,0 +1,337 @@
+//! The scheduler: when each periodic job runs next.
+//!
+//! It owns all timing decisions and nothing else: jobs report how they ended
+//! ([`Next`]) and the scheduler turns that into a deadline, with random jitter
+//! so a fleet of nodes does not call the backend in lock-step, and capped
+//! exponential backoff after failures. It never reads a clock itself.
+
+use std::time::{Duration, Instant};
+
+/// The manager's periodic jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum JobId {
+    /// Make the cluster match the desired state.
+    Sync,
+    /// Send a health report.
+    Report,
+    /// Look for a newer manager release.
+    UpdateCheck,
+}
+
+impl JobId {
+    pub const ALL: [JobId; 3] = [JobId::Sync, JobId::Report, JobId::UpdateCheck];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            JobId::Sync => "sync",
+            JobId::Report => "report",
+            JobId::UpdateCheck => "update-check",
+        }
+    }
+}
+
+/// What a finished run asks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Succeeded: run again after the regular interval.
+    Regular,
+    /// Failed: back off exponentially.
+    Backoff,
+    /// The other side asked us to wait (Retry-After); counts as a failure.
+    After(Duration),
+}
+
+/// First backoff step after a failure.
+pub const BACKOFF_BASE: Duration = Duration::from_secs(2);
+/// Backoff never waits longer than this (nor longer than the job's interval).
+pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// A Retry-After longer than this is not believed.
+pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
+
+/// How a job's runs are spread in time.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub interval: Duration,
+    /// The first run comes at a random point in `[0, first_within)`.
+    pub first_within: Duration,
+    /// Each regular wait is `interval` ± this fraction, at random.
+    pub spread: f64,
+}
+
+#[derive(Debug)]
+struct Entry {
+    id: JobId,
+    timing: Timing,
+    due: Instant,
+    failures: u32,
+}
+
+/// The schedule of all jobs.
+#[derive(Debug)]
+pub struct Scheduler {
+    entries: Vec<Entry>,
+    rng: Rng,
+}
+
+impl Scheduler {
+    pub fn new(seed: u64) -> Scheduler {
+        Scheduler {
+            entries: Vec::new(),
+            rng: Rng::new(seed),
+        }
+    }
+
+    /// Adds a job; its first run is jittered within `timing.first_within` from `now`.
+    pub fn add(&mut self, id: JobId, timing: Timing, now: Instant) {
+        let first = self.rng.below(timing.first_within);
+        self.entries.push(Entry {
+            id,
+            timing,
+            due: now + first,
+            failures: 0,
+        });
+    }
+
+    /// The earliest deadline, if any job is scheduled.
+    pub fn next_due(&self) -> Option<Instant> {
+        self.entries.iter().map(|e| e.due).min()
+    }
+
+    /// The job whose deadline has passed first, if any.
+    pub fn due(&self, now: Instant) -> Option<JobId> {
+        self.entries
+            .iter()
+            .filter(|e| e.due <= now)
+            .min_by_key(|e| e.due)
+            .map(|e| e.id)
+    }
+
+    /// Makes `id` due at once (`POST /v1/sync`).
+    pub fn run_now(&mut self, id: JobId, now: Instant) {
+        if let Some(e) = self.entry(id) {
+            e.due = e.due.min(now);
+        }
+    }
+
+    /// Consecutive failures of `id` so far.
+    pub fn failures(&self, id: JobId) -> u32 {
+        self.entries
+            .iter()
+            .find(|e| e.id == id)
+            .map_or(0, |e| e.failures)
+    }
+
+    /// Records how a run of `id` ended at `now` and sets its next deadline;
+    /// returns how long until then.
+    pub fn finished(&mut self, id: JobId, next: Next, now: Instant) -> Duration {
+        let Some(idx) = self.entries.iter().position(|e| e.id == id) else {
+            return Duration::MAX;
+        };
+        let (timing, failures) = (self.entries[idx].timing, self.entries[idx].failures);
+        let (wait, failures) = match next {
+            Next::Regular => (self.rng.spread(timing.interval, timing.spread), 0),
+            Next::Backoff => {
+                let failures = failures.saturating_add(1);
+                (self.backoff(failures, timing.interval), failures)
+            }
+            Next::After(d) => {
+                let failures = failures.saturating_add(1);
+                (
+                    d.min(RETRY_AFTER_CAP).max(self.backoff(1, timing.interval)),
+                    failures,
+                )
+            }
+        };
+        let e = &mut self.entries[idx];
+        e.failures = failures;
+        e.due = now + wait;
+        wait
+    }
+
+    /// "Equal jitter": half the exponential step fixed, half random.
+    fn backoff(&mut self, failures: u32, interval: Duration) -> Duration {
+        let cap = BACKOFF_CAP.min(interval);
+        let step = BACKOFF_BASE
+            .saturating_mul(1u32 << failures.saturating_sub(1).min(16))
+            .min(cap);
+        step / 2 + self.rng.below(step / 2)
+    }
+
+    fn entry(&mut self, id: JobId) -> Option<&mut Entry> {
+        self.entries.iter_mut().find(|e| e.id == id)
+    }
+}
+
+/// A small xorshift generator: jitter needs spread, not cryptography.
+#[derive(Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
+    /// A seed that differs between processes and nodes.
+    pub fn seed_from_os() -> u64 {
+        use std::hash::{BuildHasher, Hasher};
+        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+        h.write_u32(std::process::id());
+        h.finish()
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+
+    /// Uniform in `[0, max)`; zero when `max` is zero.
+    pub fn below(&mut self, max: Duration) -> Duration {
+        let nanos = max.as_nanos().min(u128::from(u64::MAX)) as u64;
+        if nanos == 0 {
+            return Duration::ZERO;
+        }
+        Duration::from_nanos(self.next_u64() % nanos)
+    }
+
+    /// `d` ± `fraction` of it, uniform.
+    pub fn spread(&mut self, d: Duration, fraction: f64) -> Duration {
+        let width = d.mul_f64(fraction.clamp(0.0, 1.0));
+        d - width + self.below(width * 2)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIN: Duration = Duration::from_secs(60);
+
+    fn timing(interval: Duration) -> Timing {
+        Timing {
+            interval,
+            first_within: Duration::ZERO,
+            spread: 0.1,
+        }
+    }
+
+    #[test]
+    fn first_runs_are_spread_across_the_window() {
+        let t0 = Instant::now();
+        let firsts: Vec<Duration> = (0..200)
+            .map(|seed| {
+                let mut s = Scheduler::new(seed);
+                s.add(
+                    JobId::Report,
+                    Timing {
+                        first_within: MIN,
+                        ..timing(MIN)
+                    },
+                    t0,
+                );
+                s.next_due().unwrap() - t0
+            })
+            .collect();
+        assert!(firsts.iter().all(|d| *d < MIN));
+        let early = firsts.iter().filter(|d| **d < MIN / 2).count();
+        assert!(
+            (60..140).contains(&early),
+            "about half in the first half, got {early}"
+        );
+    }
+
+    #[test]
+    fn regular_runs_keep_the_interval_with_jitter() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(7);
+        s.add(JobId::Sync, timing(MIN * 10), t0);
+        assert_eq!(s.due(t0), Some(JobId::Sync));
+        for _ in 0..100 {
+            let wait = s.finished(JobId::Sync, Next::Regular, t0);
+            assert!(wait >= MIN * 9 && wait <= MIN * 11, "{wait:?}");
+            assert_eq!(s.due(t0 + wait - Duration::from_millis(1)), None);
+            assert_eq!(s.due(t0 + wait), Some(JobId::Sync));
+        }
+    }
+
+    #[test]
+    fn failures_back_off_exponentially_up_to_the_cap() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(3);
+        s.add(JobId::Sync, timing(MIN * 10), t0);
+        let mut waits = Vec::new();
+        for n in 1..=12u32 {
+            let wait = s.finished(JobId::Sync, Next::Backoff, t0);
+            let step = (BACKOFF_BASE * 2u32.pow(n - 1)).min(BACKOFF_CAP);
+            assert!(
+                wait >= step / 2 && wait <= step,
+                "failure {n}: {wait:?} outside [{:?}, {step:?}]",
+                step / 2
+            );
+            waits.push(wait);
+        }
+        assert_eq!(s.failures(JobId::Sync), 12);
+        assert!(waits[11] >= BACKOFF_CAP / 2);
+        s.finished(JobId::Sync, Next::Regular, t0);
+        assert_eq!(s.failures(JobId::Sync), 0, "success resets the backoff");
+    }
+
+    #[test]
+    fn backoff_never_exceeds_a_short_interval() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(9);
+        s.add(JobId::Report, timing(Duration::from_secs(5)), t0);
+        for _ in 0..10 {
+            assert!(s.finished(JobId::Report, Next::Backoff, t0) <= Duration::from_secs(5));
+        }
+    }
+
+    #[test]
+    fn retry_after_is_honoured_and_capped() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(5);
+        s.add(JobId::Report, timing(MIN), t0);
+        assert_eq!(
+            s.finished(JobId::Report, Next::After(Duration::from_secs(42)), t0),
+            Duration::from_secs(42)
+        );
+        assert_eq!(
+            s.finished(JobId::Report, Next::After(Duration::from_secs(86_400)), t0),
+            RETRY_AFTER_CAP
+        );
+        let tiny = s.finished(JobId::Report, Next::After(Duration::ZERO), t0);
+        assert!(
+            tiny >= BACKOFF_BASE / 2,
+            "Retry-After: 0 does not become a busy loop: {tiny:?}"
+        );
+    }
+
+    #[test]
+    fn run_now_moves_the_deadline_forward_only() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(1);
+        s.add(JobId::Sync, timing(MIN * 10), t0);
+        s.add(JobId::Report, timing(MIN), t0);
+        s.finished(JobId::Sync, Next::Regular, t0);
+        s.finished(JobId::Report, Next::Regular, t0);
+        let later = t0 + Duration::from_secs(5);
+        assert_eq!(s.due(later), None);
+        s.run_now(JobId::Sync, later);
+        assert_eq!(s.due(later), Some(JobId::Sync));
+        assert_eq!(s.next_due(), Some(later));
+    }
+
+    #[test]
+    fn the_earliest_due_job_goes_first() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(1);
+        s.add(JobId::Sync, timing(MIN * 10), t0);
+        s.add(JobId::Report, timing(MIN), t0);
+        s.finished(JobId::Sync, Next::After(Duration::from_secs(30)), t0);
+        s.finished(JobId::Report, Next::After(Duration::from_secs(20)), t0);
+        assert_eq!(s.due(t0 + Duration::from_secs(40)), Some(JobId::Report));
+    }
+}

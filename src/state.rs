@@ -1,0 +1,142 @@
+//! The node state: everything the HTTP API reads or changes, owned by the
+//! main loop. No locks: only the main thread ever touches it.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::scheduler::JobId;
+use crate::workloads::Workloads;
+
+/// Facts about this manager that do not change while it runs.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub version: &'static str,
+    pub namespace: String,
+    pub pod_name: String,
+    /// The node's address, once node identity is built.
+    pub node_address: Option<String>,
+}
+
+/// How the last run of a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Error,
+    /// The job has nothing to do yet, and says why.
+    Skipped,
+}
+
+impl Outcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Error => "error",
+            Outcome::Skipped => "skipped",
+        }
+    }
+}
+
+/// The last run of one job.
+#[derive(Debug, Clone)]
+pub struct LastRun {
+    pub at: SystemTime,
+    pub outcome: Outcome,
+    /// What it did, or the error, for an operator.
+    pub detail: String,
+    pub took: Duration,
+}
+
+/// Per-job history for status and metrics.
+#[derive(Debug, Clone, Default)]
+pub struct JobRecord {
+    pub last: Option<LastRun>,
+    pub last_success: Option<SystemTime>,
+    pub runs: BTreeMap<&'static str, u64>,
+}
+
+/// Routes of our API, as metric labels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Route {
+    Heartbeat,
+    Status,
+    Healthz,
+    Readyz,
+    Metrics,
+    Sync,
+    Other,
+}
+
+impl Route {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Route::Heartbeat => "heartbeat",
+            Route::Status => "status",
+            Route::Healthz => "healthz",
+            Route::Readyz => "readyz",
+            Route::Metrics => "metrics",
+            Route::Sync => "sync",
+            Route::Other => "other",
+        }
+    }
+}
+
+/// Everything the API serves from.
+#[derive(Debug)]
+pub struct State {
+    pub identity: Identity,
+    pub started: Instant,
+    pub workloads: Workloads,
+    pub jobs: BTreeMap<JobId, JobRecord>,
+    /// The Kubernetes API has answered at least once (readiness).
+    pub kube_answered: bool,
+    /// The last turn of the main loop (liveness).
+    pub last_turn: Instant,
+    /// A sync was asked for through the API and not yet scheduled.
+    pub sync_requested: bool,
+    /// Requests answered, by route and status code.
+    pub http: BTreeMap<(Route, u16), u64>,
+}
+
+impl State {
+    pub fn new(identity: Identity, heartbeat_timeout: Duration, now: Instant) -> State {
+        State {
+            identity,
+            started: now,
+            workloads: Workloads::new(heartbeat_timeout, now),
+            jobs: JobId::ALL
+                .iter()
+                .map(|id| (*id, JobRecord::default()))
+                .collect(),
+            kube_answered: false,
+            last_turn: now,
+            sync_requested: false,
+            http: BTreeMap::new(),
+        }
+    }
+
+    /// Records a finished job run.
+    pub fn job_done(
+        &mut self,
+        id: JobId,
+        outcome: Outcome,
+        detail: String,
+        at: SystemTime,
+        took: Duration,
+    ) {
+        let record = self.jobs.entry(id).or_default();
+        if outcome == Outcome::Ok {
+            record.last_success = Some(at);
+        }
+        *record.runs.entry(outcome.as_str()).or_default() += 1;
+        record.last = Some(LastRun {
+            at,
+            outcome,
+            detail,
+            took,
+        });
+    }
+
+    pub fn count_request(&mut self, route: Route, code: u16) {
+        *self.http.entry((route, code)).or_default() += 1;
+    }
+}

@@ -1,0 +1,331 @@
+//! A simulated Deployment controller and garbage collector.
+//!
+//! After `controller_delay` from a generation change, a Deployment's status
+//! follows its spec the way the real controller reports it (the shapes
+//! `kubectl rollout status` reads): `observedGeneration`, replica counts
+//! (zero counts omitted), `Available` and `Progressing` conditions, and the
+//! `deployment.kubernetes.io/revision` annotation. A rollout whose template
+//! uses an image marked broken never becomes available: its new ReplicaSet
+//! is scaled as far as the RollingUpdate strategy allows next to the old
+//! pods, and after `progress_deadline` `Progressing` turns False with
+//! `ProgressDeadlineExceeded`.
+//!
+//! Objects deleted with `Foreground` or `Orphan` propagation disappear
+//! `controller_delay` after their deletion.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use super::clock;
+use super::deployments::DEPLOYMENTS;
+use super::leases::LEASES;
+use super::resource::write_status;
+use super::state::{Config, State};
+
+const MANAGER: &str = "kube-controller-manager";
+const REVISION: &str = "deployment.kubernetes.io/revision";
+
+/// What the controller remembers of one Deployment (by uid).
+#[derive(Debug)]
+struct Rollout {
+    generation: i64,
+    template: Value,
+    revision: u64,
+    /// When the generation last changed: the status follows after the delay.
+    changed: Instant,
+    /// When the current template's rollout began: the progress deadline's start.
+    started: Instant,
+    /// Available pods of the last completed rollout.
+    stable: i64,
+}
+
+/// The controller's memory.
+#[derive(Debug, Default)]
+pub(crate) struct Controller {
+    rollouts: HashMap<String, Rollout>,
+    /// When each deleting object (by uid) was first seen.
+    deleting: HashMap<String, Instant>,
+}
+
+/// Resolves an int-or-percent (`2`, `"25%"`) against `total`, rounding up or down.
+fn scaled(v: Option<&Value>, total: i64, round_up: bool) -> i64 {
+    match v {
+        Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
+        Some(Value::String(s)) => {
+            let pct: i64 = s.trim_end_matches('%').parse().unwrap_or(0);
+            let x = total * pct;
+            if round_up {
+                (x + 99) / 100
+            } else {
+                x / 100
+            }
+        }
+        _ => 0,
+    }
+}
+
+/// Reconciles every object once at `now`; `ignore_delay` observes pending
+/// changes at once (broken rollouts still wait for their deadline).
+pub(crate) fn tick(state: &mut State, cfg: &Config, now: Instant, ignore_delay: bool) {
+    collect_garbage(state, cfg, now, ignore_delay);
+    let deployments: Vec<Value> = state
+        .store
+        .list(DEPLOYMENTS.resource)
+        .map(|s| s.value.clone())
+        .collect();
+    let mut live = BTreeSet::new();
+    for d in deployments {
+        let uid = d["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        live.insert(uid.clone());
+        let Some(new) = reconcile(state, cfg, &uid, &d, now, ignore_delay) else {
+            continue;
+        };
+        let name = d["metadata"]["name"].as_str().unwrap_or_default();
+        // A status write the fake itself computed cannot fail validation.
+        let _ = write_status(
+            &mut state.store,
+            &DEPLOYMENTS,
+            &cfg.namespace,
+            MANAGER,
+            name,
+            new,
+        );
+    }
+    state
+        .controller
+        .rollouts
+        .retain(|uid, _| live.contains(uid));
+}
+
+/// Removes objects whose Foreground/Orphan deletion is due.
+fn collect_garbage(state: &mut State, cfg: &Config, now: Instant, ignore_delay: bool) {
+    let mut due = Vec::new();
+    let mut deleting = BTreeSet::new();
+    for rt in [&DEPLOYMENTS, &LEASES] {
+        for s in state.store.list(rt.resource) {
+            let meta = &s.value["metadata"];
+            if meta.get("deletionTimestamp").is_none() {
+                continue;
+            }
+            let uid = meta["uid"].as_str().unwrap_or_default().to_string();
+            let seen = *state.controller.deleting.entry(uid.clone()).or_insert(now);
+            if ignore_delay || now.duration_since(seen) >= cfg.controller_delay {
+                due.push((
+                    rt.resource,
+                    meta["name"].as_str().unwrap_or_default().to_string(),
+                ));
+            }
+            deleting.insert(uid);
+        }
+    }
+    for (resource, name) in due {
+        state.store.remove(resource, &name);
+    }
+    state
+        .controller
+        .deleting
+        .retain(|uid, _| deleting.contains(uid));
+}
+
+/// The Deployment with its status brought up to date, if it is time to.
+fn reconcile(
+    state: &mut State,
+    cfg: &Config,
+    uid: &str,
+    d: &Value,
+    now: Instant,
+    ignore_delay: bool,
+) -> Option<Value> {
+    let generation = d["metadata"]["generation"].as_i64().unwrap_or(1);
+    let template = d["spec"]["template"].clone();
+    let r = state
+        .controller
+        .rollouts
+        .entry(uid.to_string())
+        .or_insert_with(|| Rollout {
+            generation: 0,
+            template: Value::Null,
+            revision: 0,
+            changed: now,
+            started: now,
+            stable: 0,
+        });
+    if r.generation != generation {
+        r.generation = generation;
+        r.changed = now;
+        if r.template != template {
+            r.template = template.clone();
+            r.revision += 1;
+            r.started = now;
+        }
+    }
+    if !ignore_delay && now.duration_since(r.changed) < cfg.controller_delay {
+        return None;
+    }
+    let images = template["spec"]["containers"]
+        .as_array()
+        .into_iter()
+        .flatten();
+    let init = template["spec"]["initContainers"]
+        .as_array()
+        .into_iter()
+        .flatten();
+    let healthy = images
+        .chain(init)
+        .filter_map(|c| c["image"].as_str())
+        .all(|i| !state.broken_images.contains(i));
+
+    let desired = d["spec"]["replicas"].as_i64().unwrap_or(1);
+    let strategy = &d["spec"]["strategy"];
+    let max_unavailable = scaled(
+        strategy.pointer("/rollingUpdate/maxUnavailable"),
+        desired,
+        false,
+    );
+    let max_surge = scaled(strategy.pointer("/rollingUpdate/maxSurge"), desired, true);
+    let recreate = strategy["type"] == "Recreate";
+    let (old, new) = if healthy {
+        r.stable = desired;
+        (0, desired)
+    } else if recreate || r.stable == 0 {
+        (0, desired)
+    } else {
+        let old = r.stable.min(desired - max_unavailable).max(0);
+        (old, desired.min(max_surge + max_unavailable))
+    };
+    let available = if healthy { desired } else { old };
+    let replicas = old + new;
+
+    let rs = format!(
+        "{}-{}",
+        d["metadata"]["name"].as_str().unwrap_or_default(),
+        clock::short_hash(&template.to_string())
+    );
+    let progressing = if healthy {
+        (
+            "True",
+            "NewReplicaSetAvailable",
+            format!("ReplicaSet \"{rs}\" has successfully progressed."),
+        )
+    } else if now.duration_since(r.started) >= cfg.progress_deadline {
+        (
+            "False",
+            "ProgressDeadlineExceeded",
+            format!("ReplicaSet \"{rs}\" has timed out progressing."),
+        )
+    } else {
+        (
+            "True",
+            "ReplicaSetUpdated",
+            format!("ReplicaSet \"{rs}\" is progressing."),
+        )
+    };
+    let availability = if available >= desired - max_unavailable {
+        (
+            "True",
+            "MinimumReplicasAvailable",
+            "Deployment has minimum availability.",
+        )
+    } else {
+        (
+            "False",
+            "MinimumReplicasUnavailable",
+            "Deployment does not have minimum availability.",
+        )
+    };
+    let previous = d["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let conditions = vec![
+        condition(
+            &previous,
+            "Available",
+            availability.0,
+            availability.1,
+            availability.2,
+        ),
+        condition(
+            &previous,
+            "Progressing",
+            progressing.0,
+            progressing.1,
+            &progressing.2,
+        ),
+    ];
+    let mut status = json!({"observedGeneration": generation});
+    for (k, v) in [
+        ("replicas", replicas),
+        ("updatedReplicas", new),
+        ("readyReplicas", available),
+        ("availableReplicas", available),
+        ("unavailableReplicas", (replicas - available).max(0)),
+    ] {
+        if v != 0 {
+            status[k] = v.into();
+        }
+    }
+    status["conditions"] = conditions.into();
+
+    let mut out = d.clone();
+    out["status"] = status;
+    let revision = r.revision.to_string();
+    let meta = out["metadata"].as_object_mut()?;
+    let annotations = meta.entry("annotations").or_insert_with(|| json!({}));
+    annotations[REVISION] = revision.into();
+    Some(out)
+}
+
+/// A condition, keeping the previous timestamps when nothing changed.
+fn condition(previous: &[Value], kind: &str, status: &str, reason: &str, message: &str) -> Value {
+    let now = clock::now();
+    let prev = previous.iter().find(|c| c["type"] == kind);
+    if let Some(p) = prev {
+        if p["status"] == status && p["reason"] == reason && p["message"] == message {
+            return p.clone();
+        }
+    }
+    let transition = match prev {
+        Some(p) if p["status"] == status => p["lastTransitionTime"].clone(),
+        _ => now.clone().into(),
+    };
+    json!({
+        "type": kind,
+        "status": status,
+        "lastUpdateTime": now,
+        "lastTransitionTime": transition,
+        "reason": reason,
+        "message": message,
+    })
+}
+
+/// Whether `kubectl rollout status` would call this Deployment's rollout
+/// complete: `Ok(true)` complete, `Ok(false)` waiting, `Err` failed.
+pub fn rollout_complete(d: &Value) -> Result<bool, String> {
+    let count = |k: &str| d["status"][k].as_i64().unwrap_or(0);
+    let generation = d["metadata"]["generation"].as_i64().unwrap_or(0);
+    if generation > count("observedGeneration") {
+        return Ok(false);
+    }
+    let conditions = d["status"]["conditions"].as_array().into_iter().flatten();
+    for c in conditions {
+        if c["type"] == "Progressing" && c["reason"] == "ProgressDeadlineExceeded" {
+            let name = d["metadata"]["name"].as_str().unwrap_or_default();
+            return Err(format!(
+                "deployment {name:?} exceeded its progress deadline"
+            ));
+        }
+    }
+    let desired = d["spec"]["replicas"].as_i64().unwrap_or(1);
+    Ok(count("updatedReplicas") >= desired
+        && count("replicas") <= count("updatedReplicas")
+        && count("availableReplicas") >= count("updatedReplicas"))
+}
+
+/// How often the background thread reconciles.
+pub(crate) const TICK: Duration = Duration::from_millis(10);

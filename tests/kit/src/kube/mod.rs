@@ -1,0 +1,467 @@
+//! A faithful fake Kubernetes API server, in-process, for workload-manager's
+//! tests: apps/v1 Deployments and coordination.k8s.io/v1 Leases in one
+//! namespace, over HTTPS with a per-run CA and a rotatable bearer token,
+//! with the real API server's Status errors, defaults, resourceVersion and
+//! generation rules, the four patch types (server-side apply included), a
+//! simulated Deployment controller, fault injection, a request log, and
+//! enough discovery for the real `kubectl`.
+//!
+//! ```no_run
+//! use wm_testkit::kube::FakeKube;
+//! let kube = FakeKube::builder().namespace("wm").start();
+//! // WM_KUBE_API_URL=kube.url(), WM_KUBE_TOKEN_FILE=kube.token_file(),
+//! // WM_KUBE_CA_FILE=kube.ca_file()
+//! # drop(kube);
+//! ```
+//!
+//! What it follows is /work/shared/reference/kubernetes-api-subset.md;
+//! each module's header says which part it owns.
+
+mod api;
+mod clock;
+mod controller;
+mod deployments;
+mod discovery;
+mod faults;
+mod fields;
+mod http;
+mod leases;
+mod log;
+mod patch;
+mod resource;
+mod schema;
+mod selector;
+mod server;
+mod state;
+mod status;
+mod store;
+mod tls;
+mod validation;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub use controller::rollout_complete;
+pub use faults::{Fault, FaultKind};
+pub use log::{LoggedBody, LoggedRequest, Mark};
+
+use controller::Controller;
+use deployments::DEPLOYMENTS;
+use leases::LEASES;
+use resource::WriteCtx;
+use server::{Acceptor, Connections};
+use state::{Config, Shared, State};
+use store::Store;
+
+/// Options for [`FakeKube`].
+#[derive(Debug, Clone)]
+pub struct Builder {
+    namespace: String,
+    controller_delay: Duration,
+    progress_deadline: Duration,
+    plain_http: bool,
+}
+
+impl Builder {
+    /// The namespace the ServiceAccount may use (default `wm`).
+    pub fn namespace(mut self, ns: &str) -> Builder {
+        self.namespace = ns.to_string();
+        self
+    }
+
+    /// How long after a spec change the controller reports it (default 50 ms).
+    pub fn controller_delay(mut self, d: Duration) -> Builder {
+        self.controller_delay = d;
+        self
+    }
+
+    /// How long a rollout of a broken image progresses before
+    /// `ProgressDeadlineExceeded` (default 1 s; replaces `progressDeadlineSeconds`).
+    pub fn progress_deadline(mut self, d: Duration) -> Builder {
+        self.progress_deadline = d;
+        self
+    }
+
+    /// Plain HTTP without authentication, like `kubectl proxy` serves.
+    pub fn plain_http(mut self) -> Builder {
+        self.plain_http = true;
+        self
+    }
+
+    /// Generates the PKI and token, writes the pod files, starts serving.
+    pub fn start(self) -> FakeKube {
+        FakeKube::start_with(self)
+    }
+}
+
+/// A running fake API server; dropping it stops it and removes its files.
+pub struct FakeKube {
+    shared: Arc<Shared>,
+    conns: Arc<Connections>,
+    acceptor: Mutex<Option<Acceptor>>,
+    port: u16,
+    dir: PathBuf,
+    stop: Arc<AtomicBool>,
+    controller: Option<JoinHandle<()>>,
+}
+
+/// A fresh token shaped like a ServiceAccount JWT.
+fn new_token() -> String {
+    format!(
+        "eyJhbGciOiJSUzI1NiIsImtpZCI6ImZha2Uta3ViZSJ9.{:016x}{:016x}.{:016x}",
+        clock::random_u64(),
+        clock::random_u64(),
+        clock::random_u64()
+    )
+}
+
+/// Writes a file with exactly `content` (no trailing newline).
+fn write(path: &Path, content: &str) {
+    std::fs::write(path, content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+/// Polls `cond` every 5 ms until it holds (true) or `timeout` passes (false).
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        thread::sleep(Duration::from_millis(5));
+    }
+}
+
+impl FakeKube {
+    /// Starts with the defaults (namespace `wm`, HTTPS).
+    pub fn start() -> FakeKube {
+        FakeKube::builder().start()
+    }
+
+    pub fn builder() -> Builder {
+        Builder {
+            namespace: "wm".into(),
+            controller_delay: Duration::from_millis(50),
+            progress_deadline: Duration::from_secs(1),
+            plain_http: false,
+        }
+    }
+
+    fn start_with(b: Builder) -> FakeKube {
+        let dir = std::env::temp_dir().join(format!(
+            "wm-fake-kube-{}-{:016x}",
+            std::process::id(),
+            clock::random_u64()
+        ));
+        std::fs::create_dir_all(&dir).expect("create the fake's directory");
+        let token = new_token();
+        let tls = if b.plain_http {
+            None
+        } else {
+            let pki = tls::generate();
+            write(&dir.join("ca.crt"), &pki.ca_pem);
+            Some(pki.server_config)
+        };
+        write(&dir.join("token"), &token);
+        write(&dir.join("namespace"), &b.namespace);
+        let cfg = Config {
+            user: format!("system:serviceaccount:{}:workload-manager", b.namespace),
+            namespace: b.namespace,
+            plain_http: b.plain_http,
+            controller_delay: b.controller_delay,
+            progress_deadline: b.progress_deadline,
+        };
+        let state = State {
+            store: Store::new(),
+            token,
+            faults: Vec::new(),
+            log: Vec::new(),
+            broken_images: BTreeSet::new(),
+            controller: Controller::default(),
+        };
+        let shared = Arc::new(Shared::new(cfg, tls, state));
+        let conns = Arc::new(Connections::default());
+        let acceptor =
+            Acceptor::start(shared.clone(), conns.clone(), 0).expect("listen on 127.0.0.1");
+        let port = acceptor.port();
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let (shared2, stop2) = (shared.clone(), stop.clone());
+        let controller = thread::Builder::new()
+            .name("fake-kube-controller".into())
+            .spawn(move || {
+                while !stop2.load(Ordering::SeqCst) {
+                    thread::park_timeout(controller::TICK);
+                    let mut st = shared2.lock();
+                    controller::tick(&mut st, &shared2.cfg, Instant::now(), false);
+                }
+            })
+            .expect("spawn the controller");
+
+        let kube = FakeKube {
+            shared,
+            conns,
+            acceptor: Mutex::new(Some(acceptor)),
+            port,
+            dir,
+            stop,
+            controller: Some(controller),
+        };
+        write(&kube.kubeconfig_path(), &kube.kubeconfig());
+        kube
+    }
+
+    /// `https://127.0.0.1:PORT` (or `http://` in plain mode).
+    pub fn url(&self) -> String {
+        let scheme = if self.shared.cfg.plain_http {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.shared.cfg.namespace
+    }
+
+    /// The directory holding `token`, `ca.crt`, `namespace` and `kubeconfig`.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn token_file(&self) -> PathBuf {
+        self.dir.join("token")
+    }
+
+    /// The CA certificate (absent in plain-HTTP mode).
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    pub fn namespace_file(&self) -> PathBuf {
+        self.dir.join("namespace")
+    }
+
+    /// A kubeconfig for kubectl (server, CA, `tokenFile`, namespace).
+    pub fn kubeconfig_path(&self) -> PathBuf {
+        self.dir.join("kubeconfig")
+    }
+
+    fn kubeconfig(&self) -> String {
+        let (ca, user) = if self.shared.cfg.plain_http {
+            (String::new(), "{}".to_string())
+        } else {
+            (
+                format!("\n    certificate-authority: {}", self.ca_file().display()),
+                format!("\n    tokenFile: {}", self.token_file().display()),
+            )
+        };
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {}{ca}\n\
+             users:\n- name: workload-manager\n  user: {user}\ncontexts:\n- name: fake\n  context:\n    \
+             cluster: fake\n    user: workload-manager\n    namespace: {}\ncurrent-context: fake\n",
+            self.url(),
+            self.namespace()
+        )
+    }
+
+    /// The token currently accepted.
+    pub fn token(&self) -> String {
+        self.shared.lock().token.clone()
+    }
+
+    /// Issues a new token, writes it to the token file and rejects the old one.
+    pub fn rotate_token(&self) -> String {
+        let token = new_token();
+        let mut st = self.shared.lock();
+        write(&self.token_file(), &token);
+        st.token = token.clone();
+        token
+    }
+
+    /// Writes a CA certificate that did not sign the server's certificate
+    /// (for tests that a client refuses an untrusted server) and returns its path.
+    pub fn write_unrelated_ca(&self) -> PathBuf {
+        let path = self.dir.join("unrelated-ca.crt");
+        write(&path, &tls::unrelated_ca_pem());
+        path
+    }
+
+    /// `false` closes the listener and cuts open connections (connections
+    /// are refused); `true` listens again on the same port.
+    pub fn set_reachable(&self, reachable: bool) {
+        let mut acceptor = self.acceptor.lock().unwrap_or_else(|e| e.into_inner());
+        match (reachable, acceptor.is_some()) {
+            (false, true) => {
+                if let Some(a) = acceptor.take() {
+                    a.stop();
+                }
+                self.conns.cut_all();
+            }
+            (true, false) => {
+                let a = Acceptor::start(self.shared.clone(), self.conns.clone(), self.port)
+                    .expect("listen again on the same port");
+                *acceptor = Some(a);
+            }
+            _ => {}
+        }
+    }
+
+    /// Queues a fault; faults are matched in the order injected.
+    pub fn inject(&self, fault: Fault) {
+        self.shared.lock().faults.push(fault);
+    }
+
+    /// Drops all queued faults.
+    pub fn clear_faults(&self) {
+        self.shared.lock().faults.clear();
+    }
+
+    /// Pods using this exact image reference (e.g. `"repo:tag"`) never become ready.
+    pub fn mark_broken_image(&self, image: &str) {
+        self.shared.lock().broken_images.insert(image.to_string());
+    }
+
+    /// Runs the controller now, observing pending changes without the delay.
+    pub fn settle(&self) {
+        let mut st = self.shared.lock();
+        controller::tick(&mut st, &self.shared.cfg, Instant::now(), true);
+    }
+
+    /// A stored Deployment, as GET returns it.
+    pub fn deployment(&self, name: &str) -> Option<Value> {
+        let st = self.shared.lock();
+        st.store
+            .get(DEPLOYMENTS.resource, name)
+            .map(|s| s.value.clone())
+    }
+
+    /// All Deployments, ordered by name.
+    pub fn deployments(&self) -> Vec<Value> {
+        let st = self.shared.lock();
+        st.store
+            .list(DEPLOYMENTS.resource)
+            .map(|s| s.value.clone())
+            .collect()
+    }
+
+    /// A stored Lease, as GET returns it.
+    pub fn lease(&self, name: &str) -> Option<Value> {
+        let st = self.shared.lock();
+        st.store.get(LEASES.resource, name).map(|s| s.value.clone())
+    }
+
+    /// Creates (or unconditionally replaces) a Deployment as `manager` would
+    /// with POST (or PUT) `?fieldManager=<manager>`, through the same code
+    /// path as HTTP requests; returns the stored object. Panics with the
+    /// Status if the API would reject it.
+    pub fn put_deployment_raw(&self, manager: &str, deployment: Value) -> Value {
+        let mut deployment = deployment;
+        if let Some(m) = deployment
+            .get_mut("metadata")
+            .and_then(Value::as_object_mut)
+        {
+            m.remove("resourceVersion");
+        }
+        let name = deployment["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let body = deployment.to_string().into_bytes();
+        let ctx = WriteCtx {
+            namespace: &self.shared.cfg.namespace,
+            manager,
+            dry_run: false,
+            subresource: None,
+        };
+        let mut st = self.shared.lock();
+        let store = &mut st.store;
+        let reply = if store.get(DEPLOYMENTS.resource, &name).is_some() {
+            resource::replace(store, &DEPLOYMENTS, &ctx, &name, None, &body)
+        } else {
+            resource::create(store, &DEPLOYMENTS, &ctx, None, &body)
+        };
+        match reply {
+            Ok((_, v)) => v,
+            Err(e) => panic!("put_deployment_raw({name}) rejected: {}", e.body),
+        }
+    }
+
+    /// Overwrites a Deployment's status as a controller would (via `/status`,
+    /// as `kube-controller-manager`); returns the stored object.
+    pub fn set_deployment_status(&self, name: &str, status: Value) -> Value {
+        let mut st = self.shared.lock();
+        let Some(mut d) = st
+            .store
+            .get(DEPLOYMENTS.resource, name)
+            .map(|s| s.value.clone())
+        else {
+            panic!("set_deployment_status: no deployment {name:?}");
+        };
+        d["status"] = status;
+        let ns = &self.shared.cfg.namespace;
+        resource::write_status(
+            &mut st.store,
+            &DEPLOYMENTS,
+            ns,
+            "kube-controller-manager",
+            name,
+            d,
+        )
+        .unwrap_or_else(|e| panic!("set_deployment_status({name}) rejected: {}", e.body))
+    }
+
+    /// The current global resourceVersion.
+    pub fn resource_version(&self) -> String {
+        self.shared.lock().store.resource_version()
+    }
+
+    /// Every request so far.
+    pub fn log(&self) -> Vec<LoggedRequest> {
+        self.shared.lock().log.clone()
+    }
+
+    /// The current end of the request log.
+    pub fn mark(&self) -> Mark {
+        Mark(self.shared.lock().log.len())
+    }
+
+    /// Requests received after `mark`.
+    pub fn requests_since(&self, mark: Mark) -> Vec<LoggedRequest> {
+        let st = self.shared.lock();
+        st.log.get(mark.0..).unwrap_or_default().to_vec()
+    }
+
+    /// POST/PUT/PATCH/DELETE requests received after `mark`.
+    pub fn writes_since(&self, mark: Mark) -> Vec<LoggedRequest> {
+        self.requests_since(mark)
+            .into_iter()
+            .filter(LoggedRequest::is_write)
+            .collect()
+    }
+}
+
+impl Drop for FakeKube {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.controller.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+        self.set_reachable(false);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

@@ -1,0 +1,56 @@
+//! The state one fake API server shares between its connection threads, its
+//! controller thread and the test: configuration (fixed at start) and the
+//! mutable cluster state behind one mutex.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::controller::Controller;
+use super::faults::Fault;
+use super::log::LoggedRequest;
+use super::store::Store;
+
+/// Fixed at start.
+#[derive(Debug, Clone)]
+pub(crate) struct Config {
+    pub namespace: String,
+    /// The ServiceAccount user the token authenticates as.
+    pub user: String,
+    /// Plain HTTP without authentication, like `kubectl proxy`.
+    pub plain_http: bool,
+    pub controller_delay: Duration,
+    pub progress_deadline: Duration,
+}
+
+/// Everything that changes.
+pub(crate) struct State {
+    pub store: Store,
+    /// The one bearer token currently accepted.
+    pub token: String,
+    pub faults: Vec<Fault>,
+    pub log: Vec<LoggedRequest>,
+    pub broken_images: BTreeSet<String>,
+    pub controller: Controller,
+}
+
+pub(crate) struct Shared {
+    pub cfg: Config,
+    pub tls: Option<Arc<rustls::ServerConfig>>,
+    state: Mutex<State>,
+}
+
+impl Shared {
+    pub fn new(cfg: Config, tls: Option<Arc<rustls::ServerConfig>>, state: State) -> Shared {
+        Shared {
+            cfg,
+            tls,
+            state: Mutex::new(state),
+        }
+    }
+
+    /// Locks the state; a panic elsewhere does not poison the fake for good.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}

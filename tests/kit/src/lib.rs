@@ -1,0 +1,5 @@
+//! Test kit for workload-manager: process helpers, raw HTTP clients and
+//! (later) faithful fakes of the Kubernetes API, the Node System backend and S3.
+
+pub mod kube;
+pub mod proc;

@@ -1,0 +1,282 @@
+//! Running the real `workload-manager` binary in tests, and talking raw HTTP
+//! to it.
+//!
+//! Every manager listens on a random loopback port (`WM_LISTEN=127.0.0.1:0`);
+//! the port is read from its start-up log line. Waiting is always
+//! poll-with-deadline, never a fixed sleep.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A node key that is only ever used in tests.
+pub const TEST_KEY: &str = "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318";
+
+/// Polls `f` every few milliseconds until it returns `Some`, or panics with
+/// `what` after `limit`.
+pub fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// A running manager process; killed when dropped.
+pub struct Manager {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<Vec<String>>>,
+}
+
+impl Manager {
+    /// Starts `bin` with a minimal valid environment plus `env` (which wins),
+    /// and waits until it serves.
+    pub fn start(bin: impl AsRef<Path>, env: &[(&str, &str)]) -> Manager {
+        let mut cmd = Command::new(bin.as_ref());
+        cmd.env_clear()
+            .env("NODE_SYSTEM_ENDPOINT", "http://127.0.0.1:9")
+            .env("NODE_PRIVATE_KEY", TEST_KEY)
+            .env("WM_LISTEN", "127.0.0.1:0")
+            .env("WM_NAMESPACE", "edge")
+            .env("WM_KUBE_API_URL", "http://127.0.0.1:9")
+            .env("WM_LOG", "debug")
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        Manager::spawn(cmd)
+    }
+
+    /// Starts a prepared command whose stderr carries the manager's log.
+    pub fn spawn(mut cmd: Command) -> Manager {
+        let mut child = cmd.spawn().expect("the manager binary starts");
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                sink.lock().expect("log lock").push(line);
+            }
+        });
+        let mut manager = Manager {
+            child,
+            addr: "0.0.0.0:0".parse().expect("literal"),
+            log,
+        };
+        manager.addr = manager
+            .wait_for_log("serving on", Duration::from_secs(10))
+            .split("serving on ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|a| a.parse().ok())
+            .expect("the start-up line names the address");
+        manager
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits for a log line containing `needle` and returns it.
+    pub fn wait_for_log(&mut self, needle: &str, limit: Duration) -> String {
+        let log = self.log.clone();
+        let child = &mut self.child;
+        wait_for(&format!("log line {needle:?}"), limit, || {
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "the manager exited ({status}) before logging {needle:?}:\n{}",
+                    log.lock().unwrap().join("\n")
+                );
+            }
+            log.lock()
+                .expect("log lock")
+                .iter()
+                .find(|l| l.contains(needle))
+                .cloned()
+        })
+    }
+
+    /// Everything logged so far.
+    pub fn log(&self) -> Vec<String> {
+        self.log.lock().expect("log lock").clone()
+    }
+
+    /// Sends a signal (e.g. `libc::SIGTERM`).
+    pub fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(self.child.id() as i32, sig) };
+    }
+
+    /// Waits for the process to end.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let child = &mut self.child;
+        wait_for("the manager to exit", limit, || {
+            child.try_wait().ok().flatten()
+        })
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// A value from /proc/PID/status, such as `VmRSS` (kB) or `Threads`.
+    pub fn proc_status(&self, field: &str) -> u64 {
+        proc_status(self.child.id(), field)
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        request(
+            self.addr,
+            &format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"),
+        )
+    }
+
+    /// POSTs `body` with `Content-Type: content_type`.
+    pub fn post(&self, path: &str, content_type: &str, body: &str) -> Reply {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            body.len()
+        );
+        request(self.addr, &(head + body))
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A value from /proc/PID/status (the number before any unit).
+pub fn proc_status(pid: u32, field: &str) -> u64 {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    text.lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A parsed HTTP response.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {:?}", self.body))
+    }
+
+    /// The `error` code of a contract error body.
+    pub fn error(&self) -> String {
+        let v = self.json();
+        assert!(
+            v["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "error body without message: {v}"
+        );
+        v["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error code in {v}"))
+            .to_string()
+    }
+}
+
+/// Sends raw bytes on a new connection and reads one response
+/// (the server must close or send Content-Length).
+pub fn request(addr: SocketAddr, raw: &str) -> Reply {
+    request_bytes(addr, raw.as_bytes())
+}
+
+pub fn request_bytes(addr: SocketAddr, raw: &[u8]) -> Reply {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .expect("timeout");
+    stream.write_all(raw).expect("write");
+    read_reply(&mut stream).expect("a response")
+}
+
+/// Reads one HTTP response from `stream`.
+pub fn read_reply(stream: &mut TcpStream) -> std::io::Result<Reply> {
+    let mut reader = BufReader::new(stream);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let status = line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line {line:?}")))?;
+    let mut headers = Vec::new();
+    loop {
+        line.clear();
+        reader.read_line(&mut line)?;
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = l.split_once(':') {
+            headers.push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    let len = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse().ok());
+    let mut body = Vec::new();
+    match len {
+        Some(n) => {
+            body.resize(n, 0);
+            reader.read_exact(&mut body)?;
+        }
+        None => {
+            reader.read_to_end(&mut body)?;
+        }
+    }
+    Ok(Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        static COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = std::env::temp_dir().join(format!("wm-{tag}-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -1,0 +1,104 @@
+//! The real kubectl against the fake: discovery, get, server-side apply,
+//! get -o json, delete. Skipped (with a message) where kubectl is absent,
+//! except under CI=true, where that is a failure.
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+use wm_testkit::kube::FakeKube;
+
+mod kube_support;
+
+const KUBECTL: &str = "/usr/bin/kubectl";
+
+fn kubectl(kube: &FakeKube, args: &[&str], stdin_file: Option<&Path>) -> (bool, String, String) {
+    let cache = kube.dir().join("kubectl-cache");
+    let mut cmd = Command::new(KUBECTL);
+    cmd.arg("--kubeconfig")
+        .arg(kube.kubeconfig_path())
+        .arg("--cache-dir")
+        .arg(&cache)
+        .args(args)
+        .env_remove("HTTPS_PROXY")
+        .env_remove("https_proxy")
+        .env_remove("KUBECONFIG");
+    if let Some(f) = stdin_file {
+        cmd.arg("-f").arg(f);
+    }
+    let out = cmd.output().expect("run kubectl");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn kubectl_gets_applies_and_deletes() {
+    if !Path::new(KUBECTL).exists() {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "kubectl is not installed at {KUBECTL}, and CI=true requires this test to run"
+        );
+        eprintln!("SKIPPED kubectl_gets_applies_and_deletes: {KUBECTL} is absent");
+        return;
+    }
+    let kube = FakeKube::start();
+
+    let (ok, out, err) = kubectl(&kube, &["get", "deployments"], None);
+    assert!(ok, "kubectl get failed: {out}{err}");
+
+    let manifest = kube.dir().join("web.json");
+    let d = kube_support::deployment("web", "nginx:1.27");
+    std::fs::write(&manifest, d.to_string()).unwrap();
+    let (ok, out, err) = kubectl(&kube, &["apply", "--server-side"], Some(&manifest));
+    assert!(ok, "kubectl apply failed: {out}{err}");
+    assert!(
+        out.contains("deployment.apps/web serverside-applied"),
+        "{out}"
+    );
+
+    let apply = kube
+        .log()
+        .into_iter()
+        .find(|r| r.method == "PATCH")
+        .expect("kubectl sent a PATCH");
+    assert_eq!(
+        apply.content_type.as_deref(),
+        Some("application/apply-patch+yaml")
+    );
+    assert_eq!(
+        apply.query_param("fieldManager").as_deref(),
+        Some("kubectl")
+    );
+    // kubectl sends the apply configuration as JSON (valid YAML).
+    assert_eq!(
+        apply.json().unwrap()["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.27"
+    );
+
+    let (ok, out, err) = kubectl(&kube, &["get", "deployment", "web", "-o", "json"], None);
+    assert!(ok, "kubectl get -o json failed: {out}{err}");
+    let got: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        got["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.27"
+    );
+    assert_eq!(got["spec"]["replicas"], 1);
+    // kubectl hides managedFields; the stored object has them.
+    let stored = kube.deployment("web").unwrap();
+    assert_eq!(stored["metadata"]["managedFields"][0]["manager"], "kubectl");
+    assert_eq!(stored["metadata"]["managedFields"][0]["operation"], "Apply");
+
+    let (ok, out, err) = kubectl(&kube, &["get", "deployments"], None);
+    assert!(
+        ok && out.lines().any(|l| l.starts_with("web ")),
+        "kubectl get failed: {out}{err}"
+    );
+
+    let (ok, out, err) = kubectl(&kube, &["delete", "deployment", "web"], None);
+    assert!(ok, "kubectl delete failed: {out}{err}");
+    assert!(out.contains("deployment.apps \"web\" deleted"), "{out}");
+    assert!(kube.deployment("web").is_none());
+}
