@@ -249,3 +249,157 @@ pub fn main(config: Config) -> i32 {
         Exit::Deaf => 1,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::VirtualClock;
+    use crate::config::Source;
+    use crate::state::Outcome;
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::path::Path;
+
+    struct Env(Vec<(&'static str, String)>);
+
+    impl Source for Env {
+        fn var(&self, name: &str) -> Option<String> {
+            self.0
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        }
+        fn read_file(&self, _: &Path) -> std::io::Result<String> {
+            Err(std::io::ErrorKind::NotFound.into())
+        }
+    }
+
+    /// An agent on a virtual clock whose Kubernetes API refuses connections.
+    fn agent() -> (Agent<VirtualClock>, VirtualClock) {
+        let refused = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let env = Env(vec![
+            ("NODE_SYSTEM_ENDPOINT", "http://127.0.0.1:9".into()),
+            (
+                "NODE_PRIVATE_KEY",
+                "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318".into(),
+            ),
+            ("WM_KUBE_API_URL", format!("http://{refused}")),
+            ("WM_LISTEN", "127.0.0.1:0".into()),
+            ("WM_HTTP_TIMEOUT", "2s".into()),
+        ]);
+        let config = Config::load(&env).unwrap();
+        let clock = VirtualClock::new(1_795_867_200);
+        let server = HttpServer::bind(config.listen).unwrap();
+        (Agent::new(config, clock.clone(), server, 42), clock)
+    }
+
+    fn post_heartbeat(addr: std::net::SocketAddr, name: &str) -> std::thread::JoinHandle<String> {
+        let body = r#"{"status":"healthy"}"#;
+        let raw = format!(
+            "POST /v1/workloads/{name}/health HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        std::thread::spawn(move || {
+            let mut s = TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            s.write_all(raw.as_bytes()).unwrap();
+            let mut reply = String::new();
+            s.read_to_string(&mut reply).unwrap();
+            reply
+        })
+    }
+
+    /// Turns the loop until `done` or 200 turns.
+    fn turn_until(
+        agent: &mut Agent<VirtualClock>,
+        mut done: impl FnMut(&Agent<VirtualClock>) -> bool,
+    ) {
+        for _ in 0..200 {
+            agent.turn().unwrap();
+            if done(agent) {
+                return;
+            }
+        }
+        panic!("condition not reached");
+    }
+
+    #[test]
+    fn jobs_run_on_virtual_time_and_failures_back_off() {
+        let (mut agent, clock) = agent();
+        agent.turn().unwrap();
+        assert!(
+            agent.state.jobs[&JobId::Report].last.is_none(),
+            "nothing runs before its time"
+        );
+        clock.advance(FIRST_SYNC_WITHIN);
+        turn_until(&mut agent, |a| a.state.jobs[&JobId::Sync].last.is_some());
+        let last = agent.state.jobs[&JobId::Sync].last.clone().unwrap();
+        assert_eq!(last.outcome, Outcome::Error);
+        assert!(
+            last.detail.contains("Kubernetes API unreachable"),
+            "{}",
+            last.detail
+        );
+        assert_eq!(agent.scheduler.failures(JobId::Sync), 1);
+        assert!(!agent.state.kube_answered);
+        // The retry comes after a backoff of 1-2 s, not the 10-minute interval.
+        let due = agent.scheduler.next_due().unwrap();
+        assert!(
+            due <= clock.now() + Duration::from_secs(2),
+            "retry is backed off, not postponed"
+        );
+
+        // A report window closes once a minute, on the virtual clock.
+        clock.advance(Duration::from_secs(60));
+        turn_until(&mut agent, |a| a.state.jobs[&JobId::Report].last.is_some());
+        assert_eq!(
+            agent.state.jobs[&JobId::Report]
+                .last
+                .as_ref()
+                .unwrap()
+                .outcome,
+            Outcome::Skipped
+        );
+    }
+
+    #[test]
+    fn post_sync_runs_a_sync_at_once() {
+        let (mut agent, clock) = agent();
+        clock.advance(FIRST_SYNC_WITHIN);
+        turn_until(&mut agent, |a| a.state.jobs[&JobId::Sync].last.is_some());
+        // Pretend it succeeded long ago: the next regular run is minutes away.
+        agent
+            .scheduler
+            .finished(JobId::Sync, crate::scheduler::Next::Regular, clock.now());
+        let runs = |a: &Agent<VirtualClock>| a.state.jobs[&JobId::Sync].runs.values().sum::<u64>();
+        let before = runs(&agent);
+        agent.state.sync_requested = true;
+        turn_until(&mut agent, |a| runs(a) > before);
+    }
+
+    #[test]
+    fn heartbeats_are_served_and_a_wall_clock_jump_changes_no_uptime() {
+        let (mut agent, clock) = agent();
+        let addr = agent.local_addr();
+        let reply = post_heartbeat(addr, "web");
+        turn_until(&mut agent, |a| !a.state.workloads.is_empty());
+        assert!(reply.join().unwrap().starts_with("HTTP/1.1 204"));
+        clock.advance(Duration::from_secs(20));
+        clock.set_wall(0); // the wall clock jumps back 56 years
+        let reply = post_heartbeat(addr, "web");
+        let heard_now = |a: &Agent<VirtualClock>| {
+            let (_, w) = a.state.workloads.iter().next().unwrap();
+            w.heartbeat.as_ref().unwrap().at == a.clock.now()
+        };
+        turn_until(&mut agent, heard_now);
+        assert!(reply.join().unwrap().starts_with("HTTP/1.1 204"));
+        let healthy =
+            |a: &Agent<VirtualClock>| a.state.workloads.healthy_so_far("web", a.clock.now());
+        assert_eq!(healthy(&agent), Duration::from_secs(20));
+        clock.advance(Duration::from_secs(5));
+        assert_eq!(healthy(&agent), Duration::from_secs(25));
+    }
+}

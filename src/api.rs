@@ -219,8 +219,21 @@ fn heartbeat(
         );
     };
     let message = body.message.unwrap_or_default();
+    let before = state.workloads.health(name, now);
     match state.workloads.record(name, status, &message, now, wall) {
-        Ok(()) => Response::empty(204),
+        Ok(()) => {
+            let after = state.workloads.health(name, now);
+            if after != before {
+                // {:?} escapes control characters: one event, one line.
+                log::info!(
+                    "workload {name}: {} -> {} {:?}",
+                    before.as_str(),
+                    after.as_str(),
+                    message
+                );
+            }
+            Response::empty(204)
+        }
         Err(Refused::Unknown) => Response::error(
             404,
             "unknown_workload",

@@ -354,6 +354,30 @@ mod tests {
         assert!(reply.starts_with("HTTP/1.1 418"), "{reply}");
     }
 
+    #[test]
+    fn a_panicking_handler_costs_one_500_and_nothing_else() {
+        let server = HttpServer::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let ask = |addr| {
+            std::thread::spawn(move || {
+                let mut client = TcpStream::connect(addr).unwrap();
+                client
+                    .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .unwrap();
+                let mut reply = String::new();
+                let _ = client.read_to_string(&mut reply);
+                reply
+            })
+        };
+        let first = ask(server.local_addr());
+        let incoming = server.recv(Duration::from_secs(5)).unwrap().unwrap();
+        answer_guarded(incoming, |_| panic!("a bug in a handler"));
+        assert!(first.join().unwrap().starts_with("HTTP/1.1 500"));
+        let second = ask(server.local_addr());
+        let incoming = server.recv(Duration::from_secs(5)).unwrap().unwrap();
+        answer_guarded(incoming, |_| api::Response::error(503, "x", "still here"));
+        assert!(second.join().unwrap().starts_with("HTTP/1.1 503"));
+    }
+
     /// The fd of this process's socket listening on `addr`.
     fn find_listener_fd(addr: SocketAddr) -> Option<i32> {
         for entry in std::fs::read_dir("/proc/self/fd").ok()? {
