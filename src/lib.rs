@@ -5,6 +5,7 @@ pub mod agent;
 pub mod api;
 pub mod clock;
 pub mod config;
+pub mod identity;
 pub mod jobs;
 pub mod kube;
 pub mod metrics;

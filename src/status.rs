@@ -11,7 +11,7 @@ use crate::state::{Outcome, State};
 /// The status document (see the README's HTTP API section for its fields).
 pub fn json(state: &State, now: Instant, _wall: SystemTime) -> Value {
     let id = &state.identity;
-    let timeout = heartbeat_timeout(state);
+    let timeout = state.workloads.timeout();
     let workloads: Vec<Value> = state
         .workloads
         .iter()
@@ -65,7 +65,7 @@ pub fn json(state: &State, now: Instant, _wall: SystemTime) -> Value {
 /// The same, as a table for a terminal.
 pub fn text(state: &State, now: Instant, wall: SystemTime) -> String {
     let id = &state.identity;
-    let timeout = heartbeat_timeout(state);
+    let timeout = state.workloads.timeout();
     let mut out = format!(
         "workload-manager {}  up {}  namespace {}  node {}  {}  {}\n\n",
         id.version,
@@ -128,10 +128,6 @@ pub fn text(state: &State, now: Instant, wall: SystemTime) -> String {
     }
     out += &table(&rows);
     out
-}
-
-fn heartbeat_timeout(state: &State) -> std::time::Duration {
-    state.workloads.timeout()
 }
 
 fn row(cells: &[&str]) -> Vec<String> {

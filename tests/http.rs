@@ -419,7 +419,10 @@ fn control_characters_are_stored_but_never_echoed_raw() {
     assert!(!text.contains('\u{1b}') && !text.contains('\0'), "{text:?}");
     assert!(text.contains(r"line1\r\nline2\u{1b}[31mred\u{0}"), "{text}");
     let event = m.wait_for_log("workload web: unknown -> unhealthy", Duration::from_secs(5));
-    assert!(event.ends_with(r#""line1\r\nline2\u{1b}[31mred\0""#), "{event}");
+    assert!(
+        event.ends_with(r#""line1\r\nline2\u{1b}[31mred\0""#),
+        "{event}"
+    );
     assert!(m
         .log()
         .iter()

@@ -1,0 +1,831 @@
+//! Measures the release `workload-manager` binary against its resource
+//! targets and prints a markdown table (for the README) plus the raw numbers.
+//!
+//! ```text
+//! cargo build --release                          # the bench builds nothing itself
+//! cargo run --release -p wm-testkit --bin bench  # full run, about 2.5 minutes
+//! cargo run --release -p wm-testkit --bin bench -- --quick   # about 1 minute
+//! ```
+//!
+//! The manager under test talks to an in-process fake Kubernetes API (HTTPS,
+//! token, CA) so it becomes ready, logs at `info`, and listens on loopback.
+//! Every loop here is bounded by a deadline; nothing leaves 127.0.0.1.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant, SystemTime};
+
+use wm_testkit::bench::load::{self, LoadResult, Peak, Sampler};
+use wm_testkit::bench::report::{num, table, Row};
+use wm_testkit::bench::startup::{self, get_status};
+use wm_testkit::bench::stats::{median, percentile};
+use wm_testkit::bench::sys::{self, Machine, Sched};
+use wm_testkit::bench::wrk;
+use wm_testkit::kube::FakeKube;
+use wm_testkit::proc::{Manager, TempDir};
+
+const USAGE: &str = "usage: bench [--quick] [--bin PATH]
+
+  --quick     10 s idle window instead of 60 s (idle CPU scaled to a minute),
+              load rounds of 2 s instead of 5 s
+  --bin PATH  the workload-manager binary to measure (default: the one next
+              to this executable, i.e. target/release/workload-manager)
+
+Build first: `cargo build --release`, then
+`cargo run --release -p wm-testkit --bin bench`.";
+
+/// Concurrent keep-alive connections for both load generators.
+const CONNECTIONS: usize = 32;
+/// The workload every heartbeat names.
+const WORKLOAD: &str = "bench";
+const MIB: f64 = 1024.0;
+
+/// How long and how often to measure.
+struct Plan {
+    quick: bool,
+    /// Recorded starts (after one warm-up start).
+    starts: usize,
+    /// Of those, how many also wait for `/readyz` (seconds each: first-sync jitter).
+    ready_starts: usize,
+    /// Idle window for the CPU figure; the RSS figure is taken 10 s into it.
+    idle: Duration,
+    rounds: usize,
+    round: Duration,
+    warm_up: Duration,
+}
+
+impl Plan {
+    fn new(quick: bool) -> Plan {
+        Plan {
+            quick,
+            starts: 20,
+            ready_starts: if quick { 3 } else { 5 },
+            idle: Duration::from_secs(if quick { 10 } else { 60 }),
+            rounds: 3,
+            round: Duration::from_secs(if quick { 2 } else { 5 }),
+            warm_up: Duration::from_secs(1),
+        }
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{} run: idle window {} s{}, load {} × {} s per client after a {} s warm-up, {} starts (+1 warm-up)",
+            if self.quick { "quick (--quick)" } else { "full" },
+            self.idle.as_secs(),
+            if self.quick {
+                " (idle CPU scaled ×6 to a minute)"
+            } else {
+                ""
+            },
+            self.rounds,
+            self.round.as_secs(),
+            self.warm_up.as_secs(),
+            self.starts
+        )
+    }
+}
+
+/// The result table and the raw numbers behind it.
+#[derive(Default)]
+struct Report {
+    rows: Vec<Row>,
+    raw: Vec<String>,
+}
+
+impl Report {
+    fn raw(&mut self, line: impl Into<String>) {
+        self.raw.push(line.into());
+    }
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn ms_list(v: &[f64]) -> String {
+    v.iter()
+        .map(|x| format!("{x:.2}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn progress(what: &str) {
+    eprintln!("bench: {what}");
+}
+
+fn main() -> ExitCode {
+    let mut quick = false;
+    let mut bin: Option<PathBuf> = None;
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--quick" => quick = true,
+            "--bin" => match args.next() {
+                Some(p) => bin = Some(PathBuf::from(p)),
+                None => return usage("--bin needs a path"),
+            },
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                return ExitCode::SUCCESS;
+            }
+            other => return usage(&format!("unknown argument {other:?}")),
+        }
+    }
+    let bin = match bin.map_or_else(locate, Ok) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if !bin.is_file() {
+        eprintln!(
+            "bench: no workload-manager binary at {}.\n\
+             The bench builds nothing itself: run `cargo build --release` in the workspace root \
+             (with the same CARGO_TARGET_DIR as this run) first, then run the bench again.",
+            bin.display()
+        );
+        return ExitCode::from(2);
+    }
+    run(&bin, &Plan::new(quick));
+    ExitCode::SUCCESS
+}
+
+fn usage(problem: &str) -> ExitCode {
+    eprintln!("bench: {problem}\n\n{USAGE}");
+    ExitCode::from(2)
+}
+
+/// `workload-manager` next to this executable.
+fn locate() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
+    let dir = exe.parent().ok_or("my executable has no directory")?;
+    Ok(dir.join("workload-manager"))
+}
+
+/// Warnings about what is measured: a debug build, or sources newer than the binary.
+fn build_warnings(bin: &Path) -> Vec<String> {
+    let mut w = Vec::new();
+    if bin.parent().and_then(Path::file_name) != Some("release".as_ref()) {
+        w.push(format!(
+            "{} is not in a `release` directory: make sure it is a release build",
+            bin.display()
+        ));
+    }
+    let built = std::fs::metadata(bin).and_then(|m| m.modified()).ok();
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../src");
+    if let (Some(built), Some(newest)) = (built, newest_mtime(&src)) {
+        if newest > built {
+            w.push(format!(
+                "sources in {} changed after the binary was built: run `cargo build --release` again",
+                src.display()
+            ));
+        }
+    }
+    w
+}
+
+fn newest_mtime(dir: &Path) -> Option<SystemTime> {
+    let mut newest = None;
+    for e in std::fs::read_dir(dir).ok()?.filter_map(Result::ok) {
+        let p = e.path();
+        let t = if p.is_dir() {
+            newest_mtime(&p)
+        } else {
+            e.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(t);
+    }
+    newest
+}
+
+fn run(bin: &Path, plan: &Plan) {
+    let machine = Machine::read();
+    let warnings = build_warnings(bin);
+    for w in &warnings {
+        eprintln!("bench: WARNING: {w}");
+    }
+    let mut report = Report::default();
+    let tmp = TempDir::new("bench");
+
+    progress("starting the fake Kubernetes API");
+    let kube = FakeKube::builder().namespace("edge").start();
+    let env: Vec<(String, String)> = vec![
+        ("WM_KUBE_API_URL".into(), kube.url()),
+        (
+            "WM_KUBE_TOKEN_FILE".into(),
+            kube.token_file().display().to_string(),
+        ),
+        (
+            "WM_KUBE_CA_FILE".into(),
+            kube.ca_file().display().to_string(),
+        ),
+        ("WM_LOG".into(), "info".into()),
+    ];
+
+    size(bin, &tmp, &mut report);
+    starts(bin, &env, plan, &tmp, &mut report);
+    long_lived(bin, &env, plan, &tmp, &mut report);
+    drop(kube);
+
+    let mut out = String::new();
+    let _ = writeln!(out, "## workload-manager benchmark\n");
+    let _ = writeln!(
+        out,
+        "{} · nproc {} · {} · Linux {} · {}\n",
+        machine.date,
+        machine.nproc,
+        machine.cpu,
+        machine.kernel,
+        plan.describe()
+    );
+    for w in &warnings {
+        let _ = writeln!(out, "**WARNING:** {w}\n");
+    }
+    out.push_str(&table(&report.rows));
+    let _ = writeln!(out, "\nRaw numbers:\n");
+    for line in &report.raw {
+        let _ = writeln!(out, "- {line}");
+    }
+    let met = report.rows.iter().filter(|r| r.ok == Some(true)).count();
+    let judged = report.rows.iter().filter(|r| r.ok.is_some()).count();
+    let _ = writeln!(out, "\n{met} of {judged} targets met.");
+    print!("{out}");
+}
+
+/// 1. Binary size, stripped.
+fn size(bin: &Path, tmp: &TempDir, report: &mut Report) {
+    progress("binary size");
+    let what = "release binary size (stripped)";
+    let Ok(len) = std::fs::metadata(bin).map(|m| m.len()) else {
+        report
+            .rows
+            .push(Row::failed(what, "cannot stat", "< 3.5 MiB"));
+        return;
+    };
+    let mut stripped = len;
+    let copy = tmp.0.join("workload-manager.stripped");
+    match sys::which("strip") {
+        Some(strip) if std::fs::copy(bin, &copy).is_ok() => {
+            let ok = std::process::Command::new(strip)
+                .arg(&copy)
+                .status()
+                .is_ok_and(|s| s.success());
+            match std::fs::metadata(&copy).map(|m| m.len()) {
+                Ok(n) if ok => {
+                    stripped = n;
+                    report.raw(format!(
+                        "binary: {} is {len} bytes; after `strip` {n} bytes (strip removed {} bytes)",
+                        bin.display(),
+                        len.saturating_sub(n)
+                    ));
+                }
+                _ => report.raw(format!(
+                    "binary: {} is {len} bytes; `strip` failed, size as built",
+                    bin.display()
+                )),
+            }
+        }
+        _ => report.raw(format!(
+            "binary: {} is {len} bytes (no `strip` found; size as built, release profile has strip = true)",
+            bin.display()
+        )),
+    }
+    report
+        .rows
+        .push(Row::below(what, stripped as f64 / MIB / MIB, 3.5, "MiB", 2));
+}
+
+/// 2. Spawn → serving and spawn → ready.
+fn starts(bin: &Path, env: &[(String, String)], plan: &Plan, tmp: &TempDir, report: &mut Report) {
+    progress(&format!(
+        "start-up: {} starts, {} of them until ready (seconds each)",
+        plan.starts + 1,
+        plan.ready_starts
+    ));
+    let env = startup::base_env(env);
+    let log = tmp.0.join("start.log");
+    let (mut serving, mut ready, mut failures) = (Vec::new(), Vec::new(), Vec::new());
+    let warm = startup::measure(bin, &env, false, &log);
+    for i in 0..plan.starts {
+        match startup::measure(bin, &env, i < plan.ready_starts, &log) {
+            Ok(s) => {
+                serving.push(ms(s.serving));
+                ready.extend(s.ready.map(ms));
+            }
+            Err(e) => failures.push(e),
+        }
+    }
+    let what = format!(
+        "start-to-serving: spawn → first 200 on /healthz, median of {} starts (p90)",
+        serving.len()
+    );
+    if serving.is_empty() {
+        report.rows.push(Row::failed(
+            &what,
+            failures.first().map_or("no start", String::as_str),
+            "< 20 ms",
+        ));
+    } else {
+        let mut row = Row::below(&what, median(&serving), 20.0, "ms", 2);
+        row.value = format!("{} (p90 {:.2} ms)", row.value, percentile(&serving, 90.0));
+        report.rows.push(row);
+    }
+    if !ready.is_empty() {
+        report.rows.push(Row::info(
+            &format!(
+                "spawn → first 200 on /readyz (fake Kube API; includes the first sync's random delay of 0–5 s), median of {}",
+                ready.len()
+            ),
+            format!("{} ms", num(median(&ready), 0)),
+        ));
+    }
+    report.raw(format!(
+        "start-to-serving ms, in order (polling a new connection every {} µs): [{}]; warm-up start not counted: {}",
+        startup::POLL_EVERY.as_micros(),
+        ms_list(&serving),
+        match &warm {
+            Ok(s) => format!("{:.2} ms", ms(s.serving)),
+            Err(e) => format!("failed: {e}"),
+        }
+    ));
+    if !ready.is_empty() {
+        report.raw(format!(
+            "spawn-to-ready ms (includes first-sync jitter), in order: [{}]",
+            ms_list(&ready)
+        ));
+    }
+    for f in failures {
+        report.raw(format!("FAILED start: {f}"));
+    }
+}
+
+/// 3–7. One long-lived manager: idle, then heartbeats at full speed.
+fn long_lived(
+    bin: &Path,
+    env: &[(String, String)],
+    plan: &Plan,
+    tmp: &TempDir,
+    report: &mut Report,
+) {
+    progress("starting the long-lived manager");
+    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let mut m = Manager::start(bin, &env_refs);
+    let pid = m.pid();
+    let addr = m.addr;
+
+    let t = Instant::now();
+    let mut ready = false;
+    while t.elapsed() < Duration::from_secs(15) {
+        if get_status(addr, "/readyz") == Some(200) {
+            ready = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    report.raw(format!(
+        "long-lived manager pid {pid} on {addr}: {}",
+        if ready {
+            format!("ready after {:.1} s", t.elapsed().as_secs_f64())
+        } else {
+            "NOT ready within 15 s (idle and load figures are for a manager that is not ready)"
+                .to_string()
+        }
+    ));
+
+    idle(&mut m, plan, report);
+    under_load(&mut m, plan, tmp, report);
+
+    let alive = m.alive();
+    if !alive {
+        report.raw("the manager was NOT running at the end of the bench");
+    }
+    let warnings = m
+        .log()
+        .iter()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .count();
+    report.raw(format!(
+        "manager log: {} lines, {warnings} at WARN or ERROR (the backend at 127.0.0.1:9 is unreachable on purpose)",
+        m.log().len()
+    ));
+}
+
+fn idle(m: &mut Manager, plan: &Plan, report: &mut Report) {
+    let pid = m.pid();
+    progress(&format!(
+        "idle: {} s window (RSS at 10 s)",
+        plan.idle.as_secs()
+    ));
+    std::thread::sleep(Duration::from_secs(1));
+    let clk = sys::clock_ticks();
+    let t0 = Instant::now();
+    let (ticks0, sched0) = (sys::cpu_ticks(pid), sys::sched_total(pid));
+    let rss_at = Duration::from_secs(10).min(plan.idle);
+    std::thread::sleep(rss_at);
+    let rss = m.proc_status("VmRSS");
+    let threads = m.proc_status("Threads");
+    let rollup = sys::smaps_rollup(pid);
+    let by_mapping = sys::rss_by_mapping(pid);
+    let names = sys::thread_names(pid);
+    std::thread::sleep(plan.idle.saturating_sub(t0.elapsed()));
+    let window = t0.elapsed();
+    let (ticks1, sched1) = (sys::cpu_ticks(pid), sys::sched_total(pid));
+
+    report.rows.push(Row::below(
+        "idle RSS after 10 s idle (VmRSS)",
+        rss as f64 / MIB,
+        5.0,
+        "MiB",
+        2,
+    ));
+    let per_minute = 60.0 / window.as_secs_f64();
+    match (ticks0, ticks1) {
+        (Some(a), Some(b)) => {
+            let cpu = (b - a) as f64 / clk as f64;
+            report.rows.push(Row::below(
+                &format!(
+                    "idle CPU: utime+stime over {} s idle{}, per idle minute",
+                    window.as_secs(),
+                    if plan.quick { ", scaled to 60 s" } else { "" }
+                ),
+                cpu * per_minute,
+                0.01,
+                "CPU-s",
+                3,
+            ));
+            report.raw(format!(
+                "idle CPU: {} ticks in {:.1} s (1 tick = {:.0} ms, so 0.01 CPU-s is a single tick)",
+                b - a,
+                window.as_secs_f64(),
+                1e3 / clk as f64
+            ));
+        }
+        _ => report.rows.push(Row::failed(
+            "idle CPU",
+            "/proc/PID/stat unreadable",
+            "< 0.01 CPU-s",
+        )),
+    }
+    let d = sched1.since(sched0);
+    report.rows.push(Row::info(
+        "idle CPU by schedstat (ns, live threads only), per idle minute; wake-ups per second",
+        format!(
+            "{} CPU-s; {:.1} wake-ups/s",
+            num(d.cpu_ns as f64 / 1e9 * per_minute, 4),
+            d.runs as f64 / window.as_secs_f64()
+        ),
+    ));
+    report.raw(format!(
+        "idle: VmRSS {rss} kB, {threads} threads ({})",
+        names
+            .iter()
+            .map(|(n, c)| format!("{c}× {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    report.raw(format!(
+        "idle smaps_rollup kB: {}",
+        rollup
+            .iter()
+            .filter(|(k, _)| {
+                matches!(
+                    k.as_str(),
+                    "Rss"
+                        | "Pss"
+                        | "Shared_Clean"
+                        | "Private_Clean"
+                        | "Private_Dirty"
+                        | "Anonymous"
+                        | "Swap"
+                )
+            })
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    report.raw(format!(
+        "idle RSS by mapping kB: {}",
+        by_mapping
+            .iter()
+            .take(8)
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+    report
+        .rows
+        .push(Row::info("threads, idle", threads.to_string()));
+}
+
+/// Manager CPU and per-thread schedstat over a stretch of load.
+struct CpuWindow {
+    pid: u32,
+    start: Instant,
+    ticks: Option<u64>,
+    sched: std::collections::BTreeMap<String, Sched>,
+}
+
+impl CpuWindow {
+    fn start(pid: u32) -> CpuWindow {
+        CpuWindow {
+            pid,
+            start: Instant::now(),
+            ticks: sys::cpu_ticks(pid),
+            sched: sys::sched_by_thread(pid),
+        }
+    }
+
+    /// "manager used 1.23 cores (main 0.9, ...)".
+    fn finish(self) -> String {
+        let wall = self.start.elapsed().as_secs_f64();
+        let cores = match (self.ticks, sys::cpu_ticks(self.pid)) {
+            (Some(a), Some(b)) => (b - a) as f64 / sys::clock_ticks() as f64 / wall,
+            _ => f64::NAN,
+        };
+        let after = sys::sched_by_thread(self.pid);
+        let mut per: Vec<(String, f64)> = after
+            .iter()
+            .map(|(name, s)| {
+                let before = self.sched.get(name).copied().unwrap_or_default();
+                (name.clone(), s.since(before).cpu_ns as f64 / 1e9 / wall)
+            })
+            .filter(|(_, c)| *c >= 0.005)
+            .collect();
+        per.sort_by(|a, b| b.1.total_cmp(&a.1));
+        format!(
+            "manager used {cores:.2} cores (utime+stime); by thread (schedstat, live threads): {}",
+            per.iter()
+                .map(|(n, c)| format!("{n} {c:.2}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    }
+}
+
+fn under_load(m: &mut Manager, plan: &Plan, tmp: &TempDir, report: &mut Report) {
+    let pid = m.pid();
+    let addr = m.addr;
+    let first = m.post(
+        &format!("/v1/workloads/{WORKLOAD}/health"),
+        "application/json",
+        load::HEARTBEAT_BODY,
+    );
+    report.raw(format!(
+        "a single heartbeat POST answered {} (expected 204)",
+        first.status
+    ));
+    let request = load::heartbeat_request(addr, WORKLOAD);
+    let sampler = Sampler::start(pid, Duration::from_millis(5));
+
+    progress(&format!(
+        "load: built-in client, {CONNECTIONS} connections, warm-up + {} × {} s",
+        plan.rounds,
+        plan.round.as_secs()
+    ));
+    let warm = load::run(addr, &request, 204, CONNECTIONS, plan.warm_up);
+    report.raw(format!(
+        "built-in warm-up (not counted): {}",
+        describe_load(&warm)
+    ));
+    let window = CpuWindow::start(pid);
+    let rounds: Vec<LoadResult> = (0..plan.rounds)
+        .map(|_| load::run(addr, &request, 204, CONNECTIONS, plan.round))
+        .collect();
+    let cpu_builtin = window.finish();
+    let what = |s: &str| {
+        format!(
+            "heartbeat {s}, built-in client ({CONNECTIONS} keep-alive conns, 32 threads), median of {} × {} s",
+            plan.rounds,
+            plan.round.as_secs()
+        )
+    };
+    let rps: Vec<f64> = rounds.iter().map(LoadResult::rps).collect();
+    let p50: Vec<f64> = rounds
+        .iter()
+        .map(|r| ms(r.latency.percentile(50.0)))
+        .collect();
+    let p99: Vec<f64> = rounds
+        .iter()
+        .map(|r| ms(r.latency.percentile(99.0)))
+        .collect();
+    let errors: u64 = rounds.iter().map(LoadResult::error_count).sum();
+    let mut row = Row::at_least(&what("throughput"), median(&rps), 30_000.0, "req/s", 0);
+    if errors > 0 {
+        row.value = format!("{} ({errors} errors)", row.value);
+        row.ok = Some(false);
+    }
+    report.rows.push(row);
+    report.rows.push(latency_row(
+        &what("latency p99 (p50)"),
+        median(&p99),
+        median(&p50),
+    ));
+    for (i, r) in rounds.iter().enumerate() {
+        report.raw(format!("built-in round {}: {}", i + 1, describe_load(r)));
+    }
+    report.raw(format!("during built-in load: {cpu_builtin}"));
+    let stalled = warm.stalled + rounds.iter().map(|r| r.stalled).sum::<u64>();
+    let slowest = rounds
+        .iter()
+        .map(|r| r.slowest_first)
+        .fold(warm.slowest_first, Duration::max);
+    report.rows.push(Row {
+        what: format!(
+            "connections left waiting > {} s for their first response (built-in client, warm-up + {} rounds × {CONNECTIONS} connections)",
+            load::STALL.as_secs(),
+            plan.rounds
+        ),
+        value: format!(
+            "{stalled} (slowest first response {} ms)",
+            num(ms(slowest), 1)
+        ),
+        target: "0".into(),
+        ok: Some(stalled == 0),
+    });
+
+    // Latency without queueing: one connection, one request at a time.
+    let single = load::run(addr, &request, 204, 1, plan.round);
+    report.rows.push(Row::info(
+        &format!(
+            "heartbeat latency p99 (p50), built-in client, 1 connection (no queueing), {} s",
+            plan.round.as_secs()
+        ),
+        format!(
+            "{:.3} ms (p50 {:.3} ms), {} req/s",
+            ms(single.latency.percentile(99.0)),
+            ms(single.latency.percentile(50.0)),
+            num(single.rps(), 0)
+        ),
+    ));
+    report.raw(format!(
+        "built-in, 1 connection: {}",
+        describe_load(&single)
+    ));
+
+    // wrk, when installed.
+    match sys::which("wrk") {
+        None => {
+            report.rows.push(Row::info(
+                "heartbeat throughput and latency, wrk",
+                "wrk not installed",
+            ));
+            report.raw(wrk::INSTALL_HINT);
+        }
+        Some(wrk_bin) => {
+            progress(&format!(
+                "load: wrk -t1 -c{CONNECTIONS}, {} × {} s",
+                plan.rounds,
+                plan.round.as_secs()
+            ));
+            let script = tmp.0.join("post.lua");
+            let url = format!("http://{addr}/v1/workloads/{WORKLOAD}/health");
+            let results: Vec<Result<wrk::WrkResult, String>> = match std::fs::write(
+                &script,
+                wrk::post_lua(),
+            ) {
+                Err(e) => vec![Err(format!("cannot write {}: {e}", script.display()))],
+                Ok(()) => {
+                    let window = CpuWindow::start(pid);
+                    let mut mid_threads = Vec::new();
+                    let r = (0..plan.rounds)
+                        .map(|_| {
+                            // A connection only gets answers once it has a thread.
+                            let half = plan.round / 2;
+                            let probe = std::thread::spawn(move || {
+                                std::thread::sleep(half);
+                                wm_testkit::proc::proc_status(pid, "Threads")
+                            });
+                            let r = wrk::run(&wrk_bin, &script, &url, CONNECTIONS, plan.round);
+                            mid_threads.push(probe.join().unwrap_or(0));
+                            r
+                        })
+                        .collect();
+                    report.raw(format!("during wrk load: {}", window.finish()));
+                    report.raw(format!(
+                            "manager threads in the middle of each wrk round: {mid_threads:?} ({CONNECTIONS} connections served at once need {} = main + accept + {CONNECTIONS})",
+                            CONNECTIONS + 2
+                        ));
+                    r
+                }
+            };
+            let ok: Vec<&wrk::WrkResult> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+            let what = |s: &str| {
+                format!(
+                    "heartbeat {s}, wrk -t1 -c{CONNECTIONS}, median of {} × {} s",
+                    ok.len(),
+                    plan.round.as_secs()
+                )
+            };
+            if ok.is_empty() {
+                let why = results
+                    .iter()
+                    .find_map(|r| r.as_ref().err().cloned())
+                    .unwrap_or_default();
+                report.rows.push(Row::failed(
+                    "heartbeat throughput, wrk",
+                    "wrk failed",
+                    "≥ 30,000 req/s",
+                ));
+                report.raw(format!("wrk failed: {why}"));
+            } else {
+                let rps: Vec<f64> = ok.iter().map(|r| r.rps).collect();
+                let p50: Vec<f64> = ok.iter().map(|r| ms(r.p50)).collect();
+                let p99: Vec<f64> = ok.iter().map(|r| ms(r.p99)).collect();
+                let bad: u64 = ok.iter().map(|r| r.non_2xx).sum();
+                let mut row =
+                    Row::at_least(&what("throughput"), median(&rps), 30_000.0, "req/s", 0);
+                if bad > 0 || ok.len() < results.len() {
+                    row.value = format!(
+                        "{} ({bad} non-2xx, {} failed rounds)",
+                        row.value,
+                        results.len() - ok.len()
+                    );
+                    row.ok = Some(false);
+                }
+                report.rows.push(row);
+                report.rows.push(latency_row(
+                    &what("latency p99 (p50)"),
+                    median(&p99),
+                    median(&p50),
+                ));
+            }
+            for (i, r) in results.iter().enumerate() {
+                report.raw(match r {
+                    Ok(r) => format!(
+                        "wrk round {}: {} req/s, {} requests, p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms, non-2xx {}{}",
+                        i + 1,
+                        num(r.rps, 0),
+                        r.requests,
+                        ms(r.p50),
+                        ms(r.p90),
+                        ms(r.p99),
+                        ms(r.max),
+                        r.non_2xx,
+                        r.socket_errors.as_ref().map_or(String::new(), |s| format!(", {s}"))
+                    ),
+                    Err(e) => format!("wrk round {}: FAILED: {e}", i + 1),
+                });
+            }
+        }
+    }
+
+    let peak: Peak = sampler.stop();
+    report.rows.push(Row::below(
+        "RSS peak while serving heartbeats at full speed (VmRSS sampled every 5 ms)",
+        peak.rss_kb as f64 / MIB,
+        8.0,
+        "MiB",
+        2,
+    ));
+    report.rows.push(Row::info(
+        "threads under load (peak)",
+        peak.threads.to_string(),
+    ));
+    report.raw(format!(
+        "under load: peak VmRSS {} kB, peak {} threads ({} samples)",
+        peak.rss_kb, peak.threads, peak.samples
+    ));
+    // tiny_http's pool lets idle threads above 4 go after 5 s.
+    std::thread::sleep(Duration::from_secs(6));
+    report.raw(format!(
+        "6 s after load: VmRSS {} kB, {} threads; RSS by mapping kB: {}",
+        m.proc_status("VmRSS"),
+        m.proc_status("Threads"),
+        sys::rss_by_mapping(pid)
+            .iter()
+            .take(6)
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
+}
+
+fn latency_row(what: &str, p99_ms: f64, p50_ms: f64) -> Row {
+    let mut row = Row::below(what, p99_ms, 1.0, "ms", 3);
+    row.value = format!("{} (p50 {:.3} ms)", row.value, p50_ms);
+    row
+}
+
+fn describe_load(r: &LoadResult) -> String {
+    format!(
+        "{} req/s ({} × 204 in {:.2} s, {} connects, {} stalled, slowest first response {:.1} ms), latency p50 {:.3} ms, p90 {:.3} ms, p99 {:.3} ms, max {:.3} ms, mean {:.3} ms; errors: {}",
+        num(r.rps(), 0),
+        r.ok,
+        r.elapsed.as_secs_f64(),
+        r.connects,
+        r.stalled,
+        ms(r.slowest_first),
+        ms(r.latency.percentile(50.0)),
+        ms(r.latency.percentile(90.0)),
+        ms(r.latency.percentile(99.0)),
+        ms(r.latency.max()),
+        ms(r.latency.mean()),
+        if r.errors.is_empty() {
+            "none".to_string()
+        } else {
+            format!("{:?}", r.errors)
+        }
+    )
+}
