@@ -10,6 +10,7 @@ pub mod jobs;
 pub mod kube;
 pub mod metrics;
 pub mod names;
+pub mod outbox;
 pub mod scheduler;
 pub mod server;
 pub mod signals;
