@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod api;
+pub mod backend;
 pub mod clock;
 pub mod config;
 pub mod identity;
