@@ -8,10 +8,13 @@
 
 use std::time::{Duration, Instant};
 
+use crate::backend::Backend;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::identity::NodeIdentity;
 use crate::jobs::{self, Context, Job, Step};
 use crate::kube::Kube;
+use crate::outbox::Outbox;
 use crate::scheduler::{JobId, Rng, Scheduler, Timing};
 use crate::server::{HttpServer, Incoming, Probe, SelfProbe};
 use crate::state::{Identity, State};
@@ -42,17 +45,24 @@ pub struct Agent<C: Clock> {
     server: HttpServer,
     probe: SelfProbe,
     kube: Kube,
+    backend: Backend,
     running: Option<(JobId, Box<dyn Job>, Instant)>,
 }
 
 impl<C: Clock> Agent<C> {
-    pub fn new(config: Config, clock: C, server: HttpServer, seed: u64) -> Agent<C> {
+    pub fn new(
+        config: Config,
+        clock: C,
+        server: HttpServer,
+        node: NodeIdentity,
+        seed: u64,
+    ) -> Agent<C> {
         let now = clock.now();
         let identity = Identity {
             version: env!("CARGO_PKG_VERSION"),
             namespace: config.namespace.clone(),
             pod_name: config.pod_name.clone(),
-            node_address: None,
+            node_address: Some(node.address().to_string()),
         };
         let mut scheduler = Scheduler::new(seed);
         let timing = |interval: Duration, first_within: Duration| Timing {
@@ -77,8 +87,23 @@ impl<C: Clock> Agent<C> {
             now,
         );
         let kube = Kube::new(&config.kube, &config.namespace, config.http_timeout);
-        let state = State::new(identity, config.heartbeat_timeout, now);
+        let mut state = State::new(identity, config.heartbeat_timeout, now);
+        state.boot_id = crate::clock::unix_millis(clock.wall());
+        if let Some(dir) = &config.state_dir {
+            let (outbox, warnings) = Outbox::open(dir);
+            for w in warnings {
+                log::warn!("outbox: {w}");
+            }
+            if !outbox.is_empty() {
+                log::info!(
+                    "outbox: {} undelivered report(s) from an earlier run",
+                    outbox.len()
+                );
+            }
+            state.outbox = outbox;
+        }
         let probe = SelfProbe::new(server.local_addr(), now);
+        let backend = Backend::new(&config.backend_url, node, config.http_timeout);
         Agent {
             clock,
             config,
@@ -87,6 +112,7 @@ impl<C: Clock> Agent<C> {
             server,
             probe,
             kube,
+            backend,
             running: None,
         }
     }
@@ -183,6 +209,7 @@ impl<C: Clock> Agent<C> {
         let mut cx = Context {
             state: &mut self.state,
             kube: &mut self.kube,
+            backend: &self.backend,
             config: &self.config,
             now,
             wall: self.clock.wall(),
@@ -218,7 +245,7 @@ impl<C: Clock> Agent<C> {
 
 /// Builds everything from a validated configuration and runs until stopped.
 /// Returns the process exit status.
-pub fn main(config: Config) -> i32 {
+pub fn main(config: Config, node: NodeIdentity) -> i32 {
     let _ = rustls::crypto::ring::default_provider().install_default();
     if let Err(e) = signals::install() {
         log::error!("cannot install signal handlers: {e}");
@@ -232,16 +259,19 @@ pub fn main(config: Config) -> i32 {
         }
     };
     log::info!(
-        "workload-manager {} serving on {} (namespace {}, Kubernetes API {})",
+        "workload-manager {} serving on {} (node {}, namespace {}, Kubernetes API {}, backend {})",
         env!("CARGO_PKG_VERSION"),
         server.local_addr(),
+        node.address(),
         config.namespace,
-        config.kube.api_url
+        config.kube.api_url,
+        config.backend_url
     );
     let mut agent = Agent::new(
         config,
         crate::clock::SystemClock,
         server,
+        node,
         Rng::seed_from_os(),
     );
     match agent.run() {
@@ -293,7 +323,8 @@ mod tests {
         let config = Config::load(&env).unwrap();
         let clock = VirtualClock::new(1_795_867_200);
         let server = HttpServer::bind(config.listen).unwrap();
-        (Agent::new(config, clock.clone(), server, 42), clock)
+        let node = NodeIdentity::from_hex(config.node_key.expose()).unwrap();
+        (Agent::new(config, clock.clone(), server, node, 42), clock)
     }
 
     fn post_heartbeat(addr: std::net::SocketAddr, name: &str) -> std::thread::JoinHandle<String> {
@@ -355,14 +386,10 @@ mod tests {
         // A report window closes once a minute, on the virtual clock.
         clock.advance(Duration::from_secs(60));
         turn_until(&mut agent, |a| a.state.jobs[&JobId::Report].last.is_some());
-        assert_eq!(
-            agent.state.jobs[&JobId::Report]
-                .last
-                .as_ref()
-                .unwrap()
-                .outcome,
-            Outcome::Skipped
-        );
+        let report = agent.state.jobs[&JobId::Report].last.clone().unwrap();
+        assert_eq!(report.outcome, Outcome::Error, "the backend is down");
+        assert!(report.detail.contains("1 report(s) queued"), "{}", report.detail);
+        assert_eq!(agent.state.outbox.len(), 1, "the report waits in the outbox");
     }
 
     #[test]

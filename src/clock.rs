@@ -74,6 +74,12 @@ pub fn unix_secs(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// Unix milliseconds of a wall time (0 before 1970).
+pub fn unix_millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// RFC 3339 UTC with whole seconds: `2026-11-28T12:00:00Z`.
 pub fn rfc3339(t: SystemTime) -> String {
     let secs = unix_secs(t);

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use workload_manager::config::{Config, ProcessEnv};
+use workload_manager::identity::NodeIdentity;
 
 const HELP: &str = "\
 workload-manager: keeps this node's workloads as the Node System backend wants them.
@@ -61,8 +62,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    let node = match NodeIdentity::from_hex(config.node_key.expose()) {
+        Ok(node) => node,
+        Err(e) => {
+            eprintln!("workload-manager: invalid configuration:\n  NODE_PRIVATE_KEY: {e}");
+            return ExitCode::from(2);
+        }
+    };
     if let Mode::PrintConfig = mode {
-        print!("{}", config.printable());
+        println!("{}NODE_ADDRESS={}", config.printable(), node.address());
         return ExitCode::SUCCESS;
     }
     if let Err(e) = simple_logger::SimpleLogger::new()
@@ -72,7 +80,7 @@ fn main() -> ExitCode {
         eprintln!("workload-manager: cannot start logging: {e}");
         return ExitCode::from(1);
     }
-    ExitCode::from(workload_manager::agent::main(config) as u8)
+    ExitCode::from(workload_manager::agent::main(config, node) as u8)
 }
 
 enum Mode {

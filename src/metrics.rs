@@ -33,6 +33,18 @@ pub fn render(state: &State, now: Instant, _wall: SystemTime) -> String {
         "1 once the Kubernetes API has answered.",
     );
     m.sample("wm_ready", &[], u64::from(state.kube_answered));
+    m.family(
+        "wm_outbox_reports",
+        "gauge",
+        "Health reports waiting for the backend.",
+    );
+    m.sample("wm_outbox_reports", &[], state.outbox.len() as u64);
+    m.family(
+        "wm_outbox_dropped_total",
+        "counter",
+        "Health reports dropped because the outbox was full.",
+    );
+    m.sample("wm_outbox_dropped_total", &[], state.outbox.dropped());
 
     m.family(
         "wm_http_requests_total",

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::outbox::Outbox;
 use crate::scheduler::JobId;
 use crate::workloads::Workloads;
 
@@ -13,7 +14,7 @@ pub struct Identity {
     pub version: &'static str,
     pub namespace: String,
     pub pod_name: String,
-    /// The node's address, once node identity is built.
+    /// The node's Ethereum address (EIP-55).
     pub node_address: Option<String>,
 }
 
@@ -95,6 +96,16 @@ pub struct State {
     pub sync_requested: bool,
     /// Requests answered, by route and status code.
     pub http: BTreeMap<(Route, u16), u64>,
+    /// The desired workloads and versions, once fetched.
+    pub desired: Option<BTreeMap<String, String>>,
+    /// The ETag of that desired state.
+    pub desired_etag: Option<String>,
+    /// Health reports not yet accepted by the backend.
+    pub outbox: Outbox,
+    /// Makes report ids unique across restarts: start time in Unix milliseconds.
+    pub boot_id: u64,
+    /// Reports built so far in this run.
+    pub reports_built: u64,
 }
 
 impl State {
@@ -111,6 +122,11 @@ impl State {
             last_turn: now,
             sync_requested: false,
             http: BTreeMap::new(),
+            desired: None,
+            desired_etag: None,
+            outbox: Outbox::in_memory(),
+            boot_id: 0,
+            reports_built: 0,
         }
     }
 

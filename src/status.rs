@@ -19,7 +19,7 @@ pub fn json(state: &State, now: Instant, _wall: SystemTime) -> Value {
             let hb = w.heartbeat.as_ref();
             json!({
                 "name": name,
-                "desiredVersion": null,
+                "desiredVersion": desired_version(state, name),
                 "deployedVersion": null,
                 "health": w.health(now, timeout).as_str(),
                 "message": hb.map(|h| h.message.as_str()),
@@ -59,6 +59,11 @@ pub fn json(state: &State, now: Instant, _wall: SystemTime) -> Value {
         "lastSync": job(JobId::Sync),
         "lastReport": job(JobId::Report),
         "lastUpdateCheck": job(JobId::UpdateCheck),
+        "outbox": {
+            "queued": state.outbox.len(),
+            "bytes": state.outbox.bytes(),
+            "dropped": state.outbox.dropped(),
+        },
     })
 }
 
@@ -93,7 +98,7 @@ pub fn text(state: &State, now: Instant, wall: SystemTime) -> String {
         let hb = w.heartbeat.as_ref();
         rows.push(vec![
             name.to_string(),
-            "-".into(),
+            desired_version(state, name).unwrap_or("-").into(),
             "-".into(),
             w.health(now, timeout).as_str().into(),
             hb.map_or("never".into(), |h| {
@@ -128,6 +133,10 @@ pub fn text(state: &State, now: Instant, wall: SystemTime) -> String {
     }
     out += &table(&rows);
     out
+}
+
+fn desired_version<'a>(state: &'a State, name: &str) -> Option<&'a str> {
+    state.desired.as_ref()?.get(name).map(String::as_str)
 }
 
 fn row(cells: &[&str]) -> Vec<String> {

@@ -197,6 +197,11 @@ impl Workloads {
         self.entries.is_empty()
     }
 
+    /// How long the current report window has been open.
+    pub fn window_age(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.window_start)
+    }
+
     /// Healthy time of each workload in the window so far, without closing it.
     pub fn healthy_so_far(&self, name: &str, now: Instant) -> Duration {
         self.entries.get(name).map_or(Duration::ZERO, |w| {
