@@ -25,6 +25,8 @@ use crate::{api, signals};
 pub const MAX_WAIT: Duration = Duration::from_millis(500);
 /// Requests served between two job steps at most, so a flood cannot stall jobs.
 pub const REQUESTS_PER_TURN: usize = 256;
+/// How long the last report delivery may take when stopping.
+pub const FLUSH_BUDGET: Duration = Duration::from_secs(3);
 /// First sync within this long of start (jittered), so a node is ready soon.
 pub const FIRST_SYNC_WITHIN: Duration = Duration::from_secs(5);
 
@@ -122,11 +124,41 @@ impl<C: Clock> Agent<C> {
         loop {
             if signals::stop_requested() {
                 log::info!("stopping");
+                self.flush();
                 return Exit::Stopped;
             }
             if let Err(exit) = self.turn() {
                 return exit;
             }
+        }
+    }
+
+    /// On the way out: closes the current report window and tries once,
+    /// within [`FLUSH_BUDGET`], to deliver what is queued.
+    fn flush(&mut self) {
+        let (now, wall) = (self.clock.now(), self.clock.wall());
+        let report = crate::report::close_window(&mut self.state, now, wall);
+        if let Err(e) = self.state.outbox.push(report) {
+            log::warn!("cannot write the outbox to disk: {e}");
+        }
+        let batch = self.state.outbox.batch().count();
+        match self
+            .backend
+            .post_health(&self.state.outbox.batch_body(), Some(FLUSH_BUDGET), wall)
+        {
+            Ok(_) => {
+                let _ = self.state.outbox.delivered(batch);
+                log::info!("delivered {batch} report(s) before stopping");
+            }
+            Err(e) => log::warn!(
+                "{} report(s) stay undelivered ({e}){}",
+                self.state.outbox.len(),
+                if self.config.state_dir.is_some() {
+                    "; they are kept on disk"
+                } else {
+                    ""
+                }
+            ),
         }
     }
 
@@ -388,8 +420,16 @@ mod tests {
         turn_until(&mut agent, |a| a.state.jobs[&JobId::Report].last.is_some());
         let report = agent.state.jobs[&JobId::Report].last.clone().unwrap();
         assert_eq!(report.outcome, Outcome::Error, "the backend is down");
-        assert!(report.detail.contains("1 report(s) queued"), "{}", report.detail);
-        assert_eq!(agent.state.outbox.len(), 1, "the report waits in the outbox");
+        assert!(
+            report.detail.contains("1 report(s) queued"),
+            "{}",
+            report.detail
+        );
+        assert_eq!(
+            agent.state.outbox.len(),
+            1,
+            "the report waits in the outbox"
+        );
     }
 
     #[test]

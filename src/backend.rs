@@ -96,6 +96,37 @@ pub struct Backend {
     identity: NodeIdentity,
 }
 
+/// One request to make.
+struct Call<'a> {
+    method: &'a str,
+    path: &'a str,
+    body: Option<&'a [u8]>,
+    if_none_match: Option<&'a str>,
+    limit: u64,
+    timeout: Option<Duration>,
+}
+
+impl<'a> Call<'a> {
+    fn get(path: &'a str, limit: u64) -> Call<'a> {
+        Call {
+            method: "GET",
+            path,
+            body: None,
+            if_none_match: None,
+            limit,
+            timeout: None,
+        }
+    }
+
+    fn send(method: &'a str, path: &'a str, body: &'a [u8]) -> Call<'a> {
+        Call {
+            method,
+            body: Some(body),
+            ..Call::get(path, MAX_BODY)
+        }
+    }
+}
+
 struct Answer {
     code: u16,
     etag: Option<String>,
@@ -131,7 +162,13 @@ impl Backend {
         wall: SystemTime,
     ) -> Result<Desired, BackendError> {
         let path = format!("/v1/nodes/{}/workloads", self.address());
-        let answer = self.call("GET", &path, None, etag, MAX_BODY, wall)?;
+        let answer = self.call(
+            Call {
+                if_none_match: etag,
+                ..Call::get(&path, MAX_BODY)
+            },
+            wall,
+        )?;
         match answer.code {
             304 => Ok(Desired::Unchanged),
             200 => Ok(Desired::Changed {
@@ -150,7 +187,7 @@ impl Backend {
         wall: SystemTime,
     ) -> Result<serde_json::Value, BackendError> {
         let path = format!("/v1/workloads/{name}/versions/{}/manifest", encode(version));
-        let answer = self.call("GET", &path, None, None, MAX_MANIFEST, wall)?;
+        let answer = self.call(Call::get(&path, MAX_MANIFEST), wall)?;
         match answer.code {
             200 => serde_json::from_slice(&answer.body).map_err(|e| {
                 BackendError::Invalid(format!("manifest of {name} {version} is not JSON: {e}"))
@@ -169,7 +206,7 @@ impl Backend {
     ) -> Result<(), BackendError> {
         let path = format!("/v1/nodes/{}/workloads/{name}/version", self.address());
         let body = serde_json::json!({ "version": version, "appliedAt": applied_at }).to_string();
-        let answer = self.call("PUT", &path, Some(body.as_bytes()), None, MAX_BODY, wall)?;
+        let answer = self.call(Call::send("PUT", &path, body.as_bytes()), wall)?;
         match answer.code {
             200..=299 => Ok(()),
             code => Err(unexpected(code, &answer.body)),
@@ -177,14 +214,26 @@ impl Backend {
     }
 
     /// `POST /v1/nodes/{address}/health` with a ready `{"reports":[…]}` body;
-    /// returns how many reports the backend counted as new.
-    pub fn post_health(&self, body: &str, wall: SystemTime) -> Result<u64, BackendError> {
+    /// returns how many reports the backend counted as new. `within` bounds
+    /// the call more tightly than `WM_HTTP_TIMEOUT` (the flush at shutdown).
+    pub fn post_health(
+        &self,
+        body: &str,
+        within: Option<Duration>,
+        wall: SystemTime,
+    ) -> Result<u64, BackendError> {
         #[derive(Deserialize)]
         struct Accepted {
             accepted: u64,
         }
         let path = format!("/v1/nodes/{}/health", self.address());
-        let answer = self.call("POST", &path, Some(body.as_bytes()), None, MAX_BODY, wall)?;
+        let answer = self.call(
+            Call {
+                timeout: within,
+                ..Call::send("POST", &path, body.as_bytes())
+            },
+            wall,
+        )?;
         match answer.code {
             200..=299 => serde_json::from_slice::<Accepted>(&answer.body)
                 .map(|a| a.accepted)
@@ -195,15 +244,15 @@ impl Backend {
         }
     }
 
-    fn call(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<&[u8]>,
-        if_none_match: Option<&str>,
-        limit: u64,
-        wall: SystemTime,
-    ) -> Result<Answer, BackendError> {
+    fn call(&self, call: Call<'_>, wall: SystemTime) -> Result<Answer, BackendError> {
+        let Call {
+            method,
+            path,
+            body,
+            if_none_match,
+            limit,
+            timeout,
+        } = call;
         let signed = self.identity.sign_request(
             method,
             &format!("{}{path}", self.base_path),
@@ -223,18 +272,15 @@ impl Backend {
             request = request.header("If-None-Match", etag);
         }
         let result = match body {
-            Some(b) => {
-                let request = request
-                    .header("Content-Type", "application/json")
-                    .body(b.to_vec());
-                request
-                    .map_err(|e| BackendError::Invalid(e.to_string()))
-                    .and_then(|r| self.agent.run(r).map_err(unreachable))
-            }
+            Some(b) => request
+                .header("Content-Type", "application/json")
+                .body(b.to_vec())
+                .map_err(|e| BackendError::Invalid(e.to_string()))
+                .and_then(|r| self.send(r, timeout)),
             None => request
                 .body(())
                 .map_err(|e| BackendError::Invalid(e.to_string()))
-                .and_then(|r| self.agent.run(r).map_err(unreachable)),
+                .and_then(|r| self.send(r, timeout)),
         };
         let mut response = result?;
         let code = response.status().as_u16();
@@ -262,6 +308,26 @@ impl Backend {
             });
         }
         Ok(Answer { code, etag, body })
+    }
+}
+
+impl Backend {
+    /// Sends a request, within `timeout` instead of the agent's when given.
+    fn send<S: ureq::AsSendBody>(
+        &self,
+        request: ureq::http::Request<S>,
+        timeout: Option<Duration>,
+    ) -> Result<ureq::http::Response<ureq::Body>, BackendError> {
+        let request = match timeout {
+            Some(t) => self
+                .agent
+                .configure_request(request)
+                .timeout_global(Some(t))
+                .timeout_connect(Some(t / 3))
+                .build(),
+            None => request,
+        };
+        self.agent.run(request).map_err(unreachable)
     }
 }
 

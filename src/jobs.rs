@@ -152,7 +152,7 @@ impl Job for Report {
         let batch = cx.state.outbox.batch().count();
         match cx
             .backend
-            .post_health(&cx.state.outbox.batch_body(), cx.wall)
+            .post_health(&cx.state.outbox.batch_body(), None, cx.wall)
         {
             Ok(accepted) => {
                 if let Err(e) = cx.state.outbox.delivered(batch) {
