@@ -8,7 +8,7 @@
 //! A desired state that does not parse or validate is an error: only a
 //! well-formed list, possibly empty, is ever handed on.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
@@ -94,6 +94,45 @@ pub struct Backend {
     base_path: String,
     agent: ureq::Agent,
     identity: NodeIdentity,
+}
+
+/// Manifests by workload and version. A version's manifest never changes,
+/// so each is fetched once; versions no longer desired are forgotten.
+#[derive(Debug, Default)]
+pub struct ManifestCache {
+    entries: BTreeMap<(String, String), serde_json::Value>,
+}
+
+impl ManifestCache {
+    /// The manifest of `name` at `version`, fetched on first use.
+    pub fn fetch(
+        &mut self,
+        backend: &Backend,
+        name: &str,
+        version: &str,
+        wall: SystemTime,
+    ) -> Result<&serde_json::Value, BackendError> {
+        let key = (name.to_string(), version.to_string());
+        if !self.entries.contains_key(&key) {
+            let manifest = backend.fetch_manifest(name, version, wall)?;
+            self.entries.insert(key.clone(), manifest);
+        }
+        Ok(&self.entries[&key])
+    }
+
+    /// Keeps only the manifests of the desired versions.
+    pub fn retain(&mut self, desired: &BTreeMap<String, String>) {
+        self.entries
+            .retain(|(name, version), _| desired.get(name) == Some(version));
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
 }
 
 /// One request to make.

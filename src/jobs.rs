@@ -6,7 +6,7 @@
 
 use std::time::{Instant, SystemTime};
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::backend::{Backend, Desired};
 use crate::config::Config;
@@ -111,7 +111,10 @@ impl Job for Sync {
                 let names: BTreeSet<String> = workloads.iter().map(|w| w.name.clone()).collect();
                 log::info!("desired state: {} workload(s)", workloads.len());
                 cx.state.workloads.set_desired(names, cx.now);
-                cx.state.desired = Some(workloads.into_iter().map(|w| (w.name, w.version)).collect());
+                let desired: BTreeMap<String, String> =
+                    workloads.into_iter().map(|w| (w.name, w.version)).collect();
+                cx.state.manifests.retain(&desired);
+                cx.state.desired = Some(desired);
                 cx.state.desired_etag = etag;
                 Done::ok(format!(
                     "desired state fetched ({} workloads); {managed} managed Deployments; applying it is not built yet",

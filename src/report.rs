@@ -32,7 +32,7 @@ pub fn close_window(state: &mut State, now: Instant, wall: SystemTime) -> Queued
                 "health": health.as_str(),
                 "message": heartbeat.map(|h| h.message.as_str()),
                 "lastHeartbeatAt": heartbeat.map(|h| rfc3339(h.at_wall)),
-                "healthySeconds": healthy.as_secs(),
+                "healthySeconds": round_secs(*healthy),
                 "rollout": null,
             })
         })
@@ -40,7 +40,7 @@ pub fn close_window(state: &mut State, now: Instant, wall: SystemTime) -> Queued
     let report = json!({
         "id": id,
         "at": rfc3339(wall),
-        "windowSeconds": window.as_secs(),
+        "windowSeconds": round_secs(window),
         "manager": {
             "version": state.identity.version,
             "uptimeSeconds": now.saturating_duration_since(state.started).as_secs(),
@@ -51,6 +51,11 @@ pub fn close_window(state: &mut State, now: Instant, wall: SystemTime) -> Queued
         id,
         json: report.to_string(),
     }
+}
+
+/// Whole seconds, rounded to the nearest: a 59.98 s window is 60 s.
+fn round_secs(d: std::time::Duration) -> u64 {
+    d.as_secs_f64().round() as u64
 }
 
 #[cfg(test)]

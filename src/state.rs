@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::backend::ManifestCache;
 use crate::outbox::Outbox;
 use crate::scheduler::JobId;
 use crate::workloads::Workloads;
@@ -100,6 +101,8 @@ pub struct State {
     pub desired: Option<BTreeMap<String, String>>,
     /// The ETag of that desired state.
     pub desired_etag: Option<String>,
+    /// Manifests of desired versions, fetched once each.
+    pub manifests: ManifestCache,
     /// Health reports not yet accepted by the backend.
     pub outbox: Outbox,
     /// Makes report ids unique across restarts: start time in Unix milliseconds.
@@ -124,6 +127,7 @@ impl State {
             http: BTreeMap::new(),
             desired: None,
             desired_etag: None,
+            manifests: ManifestCache::default(),
             outbox: Outbox::in_memory(),
             boot_id: 0,
             reports_built: 0,
