@@ -22,7 +22,7 @@ use crate::{api, signals};
 
 /// The longest the loop waits for a request before looking at the clock,
 /// the job schedule and the stop flag again.
-pub const MAX_WAIT: Duration = Duration::from_millis(500);
+pub const MAX_WAIT: Duration = Duration::from_secs(1);
 /// Requests served between two job steps at most, so a flood cannot stall jobs.
 pub const REQUESTS_PER_TURN: usize = 256;
 /// How long the last report delivery may take when stopping.

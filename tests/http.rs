@@ -462,6 +462,30 @@ fn many_distinct_names_keep_memory_bounded() {
 }
 
 #[test]
+fn a_burst_of_keep_alive_clients_is_served_at_once() {
+    let mut m = manager();
+    let body = r#"{"status":"healthy"}"#;
+    let request = format!(
+        "POST /v1/workloads/web/health HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    // 32 clients connect together and keep their connections open; each must
+    // get its answer well before the 5 s idle timeout frees a thread.
+    let mut clients: Vec<TcpStream> = (0..32)
+        .map(|_| TcpStream::connect(m.addr).unwrap())
+        .collect();
+    for c in &mut clients {
+        c.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        c.write_all(request.as_bytes()).unwrap();
+    }
+    for (i, c) in clients.iter_mut().enumerate() {
+        let r = read_reply(c).unwrap_or_else(|e| panic!("client {i} got no answer: {e}"));
+        assert_eq!(r.status, 204);
+    }
+    assert_still_serving(&mut m);
+}
+
+#[test]
 fn slow_and_idle_clients_do_not_starve_others() {
     let mut m = manager();
     let baseline = m.proc_status("Threads");

@@ -288,9 +288,10 @@ impl Server {
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
         thread::spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
-            // PATCH: live connections, each holding one pool thread.
+            // PATCH: one thread per connection, started at once, instead of
+            // upstream's pool, which could queue a new connection behind
+            // keep-alive connections for as long as they lived.
+            // Live connections, each holding one thread:
             let live = Arc::new(std::sync::atomic::AtomicUsize::new(0));
 
             log::debug!("Running accept thread");
@@ -329,7 +330,10 @@ impl Server {
                         let messages = inside_messages.clone();
                         let mut client = Some(client);
                         let guard = limits::LiveGuard::new(live.clone());
-                        tasks_pool.spawn(Box::new(move || {
+                        let spawned = thread::Builder::new()
+                            .name("http-conn".into())
+                            .stack_size(limits::CONNECTION_STACK)
+                            .spawn(move || {
                             let _guard = &guard;
                             if let Some(client) = client.take() {
                                 // PATCH: one request in flight per connection, for
@@ -343,8 +347,15 @@ impl Server {
                                     }
                                 }
                             }
-                        }));
+                        });
+                        if let Err(e) = spawned {
+                            log::warn!("cannot start a connection thread: {}", e);
+                        }
                     }
+
+                    // PATCH: the listener's receive timeout (inherited by
+                    // accepted sockets) also wakes accept now and then.
+                    Err(e) if e.kind() == IoErrorKind::WouldBlock => {}
 
                     Err(e) if limits::is_transient_accept_error(&e) => {
                         // PATCH: a full fd table or an aborted handshake is not

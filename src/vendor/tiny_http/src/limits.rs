@@ -17,6 +17,8 @@ pub const MAX_BODY: usize = 64 * 1024;
 pub const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most connections served at once; each holds one thread.
 pub const MAX_CONNECTIONS: usize = 512;
+/// Stack of a connection thread: it parses one request at a time.
+pub const CONNECTION_STACK: usize = 256 * 1024;
 
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 62\r\nConnection: close\r\n\r\n{\"error\":\"busy\",\"message\":\"too many connections, retry later\"}";
 
@@ -32,7 +34,6 @@ pub(crate) fn is_transient_accept_error(e: &IoError) -> bool {
         ErrorKind::ConnectionAborted
             | ErrorKind::ConnectionReset
             | ErrorKind::Interrupted
-            | ErrorKind::WouldBlock
             | ErrorKind::TimedOut
     ) || matches!(e.raw_os_error(), Some(23 | 24 | 12 | 105))
     // ENFILE, EMFILE, ENOMEM, ENOBUFS
