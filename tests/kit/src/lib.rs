@@ -1,6 +1,7 @@
 //! Test kit for workload-manager: process helpers, raw HTTP clients and
 //! (later) faithful fakes of the Kubernetes API, the Node System backend and S3.
 
+pub mod backend;
 pub mod bench;
 pub mod kube;
 pub mod proc;

@@ -707,6 +707,19 @@ fn under_load(m: &mut Manager, plan: &Plan, tmp: &TempDir, report: &mut Report) 
                             "manager threads in the middle of each wrk round: {mid_threads:?} ({CONNECTIONS} connections served at once need {} = main + accept + {CONNECTIONS})",
                             CONNECTIONS + 2
                         ));
+                    let short = mid_threads
+                        .iter()
+                        .filter(|t| (**t as usize) < CONNECTIONS + 2)
+                        .count();
+                    report.rows.push(Row {
+                        what: format!(
+                            "wrk rounds in which some of the {CONNECTIONS} connections had no server thread (threads mid-round < {})",
+                            CONNECTIONS + 2
+                        ),
+                        value: format!("{short} of {} (threads: {mid_threads:?})", mid_threads.len()),
+                        target: "0".into(),
+                        ok: Some(short == 0),
+                    });
                     r
                 }
             };
