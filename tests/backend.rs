@@ -227,7 +227,13 @@ fn reports_come_every_window_with_healthy_seconds() {
         (1..=seqs.len() as u64).collect::<Vec<_>>(),
         "every window once, in order"
     );
-    for r in &reports {
+    // Windows closed before the first sync know no workload yet.
+    let known = reports
+        .iter()
+        .position(|r| !r["workloads"].as_array().unwrap().is_empty())
+        .unwrap();
+    let reports = &reports[known..];
+    for r in reports {
         assert_eq!(r["manager"]["version"], env!("CARGO_PKG_VERSION"));
         let window = r["windowSeconds"].as_u64().unwrap();
         // The first window runs from start to the first report, up to two intervals.
