@@ -12,6 +12,7 @@ pub mod kube;
 pub mod metrics;
 pub mod names;
 pub mod outbox;
+pub mod reconcile;
 pub mod report;
 pub mod scheduler;
 pub mod server;
