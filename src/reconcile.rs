@@ -126,16 +126,19 @@ mod tests {
         }
     }
 
+    /// What, desired, actual, applied, and the expected plan.
+    type Case = (
+        &'static str,
+        BTreeMap<String, String>,
+        BTreeMap<String, Observed>,
+        BTreeMap<String, Applied>,
+        Vec<Action>,
+    );
+
     #[test]
     fn the_cases() {
         let s = |v: &str| v.to_string();
-        let cases: Vec<(
-            &str,
-            BTreeMap<String, String>,
-            BTreeMap<String, Observed>,
-            BTreeMap<String, Applied>,
-            Vec<Action>,
-        )> = vec![
+        let cases: Vec<Case> = vec![
             ("nothing anywhere", map(&[]), map(&[]), map(&[]), vec![]),
             (
                 "missing: create",
