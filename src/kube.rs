@@ -8,6 +8,7 @@
 //! because projected tokens rotate. It must never list, change or delete a
 //! Deployment without the managed-by label (see the README).
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -15,6 +16,8 @@ use serde::Deserialize;
 
 use crate::config::KubeConfig;
 
+/// The field manager of our server-side applies.
+pub const FIELD_MANAGER: &str = "workload-manager";
 /// The label every Deployment we own carries.
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by=workload-manager";
 /// How long a token read from the file is used before reading it again.
@@ -89,17 +92,60 @@ struct Status {
 
 #[derive(Deserialize)]
 struct List {
-    items: Vec<Item>,
+    items: Vec<Deployment>,
 }
 
-#[derive(Deserialize)]
-struct Item {
-    metadata: Metadata,
+/// The fields of a Deployment the manager reads; everything else passes
+/// through as JSON.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Deployment {
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: DeploymentSpec,
+    #[serde(default)]
+    pub status: DeploymentStatus,
 }
 
-#[derive(Deserialize)]
-struct Metadata {
-    name: String,
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct ObjectMeta {
+    pub name: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub generation: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct DeploymentSpec {
+    pub replicas: Option<i64>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentStatus {
+    #[serde(default)]
+    pub observed_generation: i64,
+    #[serde(default)]
+    pub replicas: i64,
+    #[serde(default)]
+    pub updated_replicas: i64,
+    #[serde(default)]
+    pub ready_replicas: i64,
+    #[serde(default)]
+    pub available_replicas: i64,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub status: String,
+    #[serde(default)]
+    pub reason: String,
 }
 
 impl Kube {
@@ -115,45 +161,136 @@ impl Kube {
         }
     }
 
-    /// Names of the Deployments in our namespace that carry the managed-by label.
-    pub fn list_managed(&mut self, now: Instant) -> Result<Vec<String>, KubeError> {
+    /// The Deployments in our namespace that carry the managed-by label.
+    pub fn list_managed(&mut self, now: Instant) -> Result<Vec<Deployment>, KubeError> {
         let path = format!(
-            "/apis/apps/v1/namespaces/{}/deployments?labelSelector={}",
-            self.namespace,
+            "{}?labelSelector={}",
+            self.collection(),
             MANAGED_BY.replace('/', "%2F").replace('=', "%3D")
         );
-        let body = self.get(&path, now)?;
-        let list: List =
-            serde_json::from_slice(&body).map_err(|e| KubeError::Decode(e.to_string()))?;
-        Ok(list.items.into_iter().map(|i| i.metadata.name).collect())
+        let body = self.send("GET", &path, None, now)?;
+        let list: List = decode(&body)?;
+        Ok(list.items)
     }
 
-    /// GET `path`; a 401 re-reads the token and tries once more.
-    fn get(&mut self, path: &str, now: Instant) -> Result<Vec<u8>, KubeError> {
-        match self.get_once(path, now, false) {
+    /// One Deployment by name; `None` when there is none.
+    pub fn get(&mut self, name: &str, now: Instant) -> Result<Option<Deployment>, KubeError> {
+        let path = format!("{}/{name}", self.collection());
+        match self.send("GET", &path, None, now) {
+            Ok(body) => decode(&body).map(Some),
+            Err(KubeError::Api { code: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates a Deployment; a name already taken is a 409 error, so this
+    /// never takes over someone else's Deployment.
+    pub fn create(
+        &mut self,
+        manifest: &serde_json::Value,
+        now: Instant,
+    ) -> Result<Deployment, KubeError> {
+        let body = manifest.to_string();
+        let path = self.collection();
+        let answer = self.send(
+            "POST",
+            &path,
+            Some(("application/json", body.as_bytes())),
+            now,
+        )?;
+        decode(&answer)
+    }
+
+    /// Server-side apply as field manager `workload-manager`, forcing
+    /// conflicts: our fields win, fields we stopped sending are removed.
+    pub fn apply(
+        &mut self,
+        name: &str,
+        manifest: &serde_json::Value,
+        now: Instant,
+    ) -> Result<Deployment, KubeError> {
+        let body = manifest.to_string();
+        let path = format!(
+            "{}/{name}?fieldManager={FIELD_MANAGER}&force=true",
+            self.collection()
+        );
+        let answer = self.send(
+            "PATCH",
+            &path,
+            Some(("application/apply-patch+yaml", body.as_bytes())),
+            now,
+        )?;
+        decode(&answer)
+    }
+
+    /// Deletes a Deployment and, in the background, its pods; already gone is done.
+    pub fn delete(&mut self, name: &str, now: Instant) -> Result<(), KubeError> {
+        let path = format!("{}/{name}?propagationPolicy=Background", self.collection());
+        match self.send("DELETE", &path, None, now) {
+            Ok(_) | Err(KubeError::Api { code: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn collection(&self) -> String {
+        format!("/apis/apps/v1/namespaces/{}/deployments", self.namespace)
+    }
+
+    /// One call; a 401 re-reads the token and tries once more (safe for
+    /// writes: authentication fails before anything is stored).
+    fn send(
+        &mut self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &[u8])>,
+        now: Instant,
+    ) -> Result<Vec<u8>, KubeError> {
+        match self.send_once(method, path, body, now, false) {
             Err(KubeError::Api { code: 401, .. }) if self.token_file.is_some() => {
-                self.get_once(path, now, true)
+                self.send_once(method, path, body, now, true)
             }
             other => other,
         }
     }
 
-    fn get_once(
+    fn send_once(
         &mut self,
+        method: &str,
         path: &str,
+        body: Option<(&str, &[u8])>,
         now: Instant,
         reread_token: bool,
     ) -> Result<Vec<u8>, KubeError> {
         let token = self.token(now, reread_token);
         let url = format!("{}{}", self.base, path);
-        let agent = self.agent()?;
-        let mut request = agent.get(&url).header("Accept", "application/json");
+        let agent = self.agent()?.clone();
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(&url)
+            .header("Accept", "application/json");
         if let Some(token) = token {
             request = request.header("Authorization", format!("Bearer {token}"));
         }
-        let mut response = request
-            .call()
-            .map_err(|e| KubeError::Unreachable(e.to_string()))?;
+        let result = match body {
+            Some((content_type, bytes)) => request
+                .header("Content-Type", content_type)
+                .body(bytes.to_vec())
+                .map_err(|e| KubeError::Setup(e.to_string()))
+                .and_then(|r| {
+                    agent
+                        .run(r)
+                        .map_err(|e| KubeError::Unreachable(e.to_string()))
+                }),
+            None => request
+                .body(())
+                .map_err(|e| KubeError::Setup(e.to_string()))
+                .and_then(|r| {
+                    agent
+                        .run(r)
+                        .map_err(|e| KubeError::Unreachable(e.to_string()))
+                }),
+        };
+        let mut response = result?;
         let code = response.status().as_u16();
         let retry_after = response
             .headers()
@@ -175,9 +312,9 @@ impl Kube {
             Some(s) => (s.reason, s.message),
             None => (
                 String::new(),
-                String::from_utf8_lossy(&body[..body.len().min(200)])
-                    .trim()
-                    .to_string(),
+                crate::status::printable(
+                    String::from_utf8_lossy(&body[..body.len().min(200)]).trim(),
+                ),
             ),
         };
         Err(KubeError::Api {
@@ -212,6 +349,10 @@ impl Kube {
         }
         Ok(self.agent.as_ref().expect("set just above"))
     }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, KubeError> {
+    serde_json::from_slice(body).map_err(|e| KubeError::Decode(e.to_string()))
 }
 
 fn build_agent(

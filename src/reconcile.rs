@@ -92,9 +92,248 @@ pub fn plan(
     actions
 }
 
+/// How a workload's Deployment stands, as the reports say it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rollout {
+    Complete,
+    Progressing,
+    Failed,
+    Missing,
+    Conflict,
+    Invalid,
+}
+
+impl Rollout {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rollout::Complete => "complete",
+            Rollout::Progressing => "progressing",
+            Rollout::Failed => "failed",
+            Rollout::Missing => "missing",
+            Rollout::Conflict => "conflict",
+            Rollout::Invalid => "invalid",
+        }
+    }
+}
+
+/// The rollout state by the rules of `kubectl rollout status`.
+pub fn rollout(d: &crate::kube::Deployment) -> Rollout {
+    let s = &d.status;
+    if d.metadata.generation > s.observed_generation {
+        return Rollout::Progressing;
+    }
+    let deadline = s
+        .conditions
+        .iter()
+        .any(|c| c.kind == "Progressing" && c.reason == "ProgressDeadlineExceeded");
+    if deadline {
+        return Rollout::Failed;
+    }
+    let wanted = d.spec.replicas.unwrap_or(1);
+    if s.updated_replicas < wanted
+        || s.replicas > s.updated_replicas
+        || s.available_replicas < s.updated_replicas
+    {
+        Rollout::Progressing
+    } else {
+        Rollout::Complete
+    }
+}
+
+/// The label that marks what we own, and the one that names the workload.
+pub const LABEL_MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "workload-manager");
+pub const LABEL_WORKLOAD: &str = "workload-manager/workload";
+/// The annotation that records the applied version.
+pub const ANNOTATION_VERSION: &str = "workload-manager/version";
+/// Largest manifest accepted, serialized.
+pub const MAX_MANIFEST: usize = 256 * 1024;
+
+/// Checks a backend manifest for workload `name` and adds what makes it ours:
+/// the namespace, the ownership labels and the version annotation. A manifest
+/// for another namespace is refused, never moved into ours.
+pub fn prepare(
+    name: &str,
+    version: &str,
+    namespace: &str,
+    manifest: &serde_json::Value,
+) -> Result<serde_json::Value, String> {
+    use serde_json::Value;
+    let size = manifest.to_string().len();
+    if size > MAX_MANIFEST {
+        return Err(format!(
+            "manifest is {size} bytes, over the {MAX_MANIFEST}-byte limit"
+        ));
+    }
+    let mut m = manifest.clone();
+    let Some(obj) = m.as_object_mut() else {
+        return Err("manifest is not a JSON object".into());
+    };
+    let field = |o: &serde_json::Map<String, Value>, k: &str| {
+        o.get(k).and_then(Value::as_str).map(str::to_string)
+    };
+    if field(obj, "apiVersion").as_deref() != Some("apps/v1")
+        || field(obj, "kind").as_deref() != Some("Deployment")
+    {
+        return Err(format!(
+            "manifest is {} {}, not an apps/v1 Deployment",
+            field(obj, "apiVersion").unwrap_or_else(|| "(no apiVersion)".into()),
+            field(obj, "kind").unwrap_or_else(|| "(no kind)".into())
+        ));
+    }
+    let meta = obj
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Default::default()));
+    let Some(meta) = meta.as_object_mut() else {
+        return Err("metadata is not an object".into());
+    };
+    match field(meta, "name") {
+        Some(n) if n == name => {}
+        other => {
+            return Err(format!(
+                "metadata.name is {other:?}, not the workload name {name:?}"
+            ))
+        }
+    }
+    match meta.get("namespace") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(ns)) if ns == namespace => {}
+        Some(other) => {
+            return Err(format!(
+                "manifest is for namespace {other}, not {namespace:?}"
+            ))
+        }
+    }
+    meta.insert("namespace".into(), Value::String(namespace.into()));
+    for (key, add) in [
+        (
+            "labels",
+            vec![
+                (LABEL_MANAGED_BY.0, LABEL_MANAGED_BY.1),
+                (LABEL_WORKLOAD, name),
+            ],
+        ),
+        ("annotations", vec![(ANNOTATION_VERSION, version)]),
+    ] {
+        let entry = meta
+            .entry(key)
+            .or_insert_with(|| Value::Object(Default::default()));
+        let Some(map) = entry.as_object_mut() else {
+            return Err(format!("metadata.{key} is not an object"));
+        };
+        for (k, v) in add {
+            map.insert(k.into(), Value::String(v.into()));
+        }
+    }
+    Ok(m)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kube::{Condition, Deployment, DeploymentSpec, DeploymentStatus, ObjectMeta};
+    use serde_json::json;
+
+    fn deployment(generation: i64, replicas: i64, status: DeploymentStatus) -> Deployment {
+        Deployment {
+            metadata: ObjectMeta {
+                name: "web".into(),
+                generation,
+                ..ObjectMeta::default()
+            },
+            spec: DeploymentSpec {
+                replicas: Some(replicas),
+            },
+            status,
+        }
+    }
+
+    fn status(observed: i64, replicas: i64, updated: i64, available: i64) -> DeploymentStatus {
+        DeploymentStatus {
+            observed_generation: observed,
+            replicas,
+            updated_replicas: updated,
+            ready_replicas: available,
+            available_replicas: available,
+            conditions: vec![],
+        }
+    }
+
+    #[test]
+    fn rollout_follows_kubectl() {
+        assert_eq!(
+            rollout(&deployment(2, 2, status(1, 2, 2, 2))),
+            Rollout::Progressing,
+            "not observed yet"
+        );
+        assert_eq!(
+            rollout(&deployment(2, 2, status(2, 2, 1, 1))),
+            Rollout::Progressing,
+            "updating"
+        );
+        assert_eq!(
+            rollout(&deployment(2, 2, status(2, 3, 2, 2))),
+            Rollout::Progressing,
+            "old pods terminating"
+        );
+        assert_eq!(
+            rollout(&deployment(2, 2, status(2, 2, 2, 1))),
+            Rollout::Progressing,
+            "not yet available"
+        );
+        assert_eq!(
+            rollout(&deployment(2, 2, status(2, 2, 2, 2))),
+            Rollout::Complete
+        );
+        let mut failed = status(2, 2, 1, 1);
+        failed.conditions.push(Condition {
+            kind: "Progressing".into(),
+            status: "False".into(),
+            reason: "ProgressDeadlineExceeded".into(),
+        });
+        assert_eq!(rollout(&deployment(2, 2, failed)), Rollout::Failed);
+    }
+
+    #[test]
+    fn prepare_makes_a_manifest_ours() {
+        let m = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "labels": {"app": "web"}}, "spec": {"x": 1}});
+        let p = prepare("web", "1.4.0", "edge", &m).unwrap();
+        assert_eq!(p["metadata"]["namespace"], "edge");
+        assert_eq!(
+            p["metadata"]["labels"]["app"], "web",
+            "the backend's labels stay"
+        );
+        assert_eq!(
+            p["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+            "workload-manager"
+        );
+        assert_eq!(p["metadata"]["labels"]["workload-manager/workload"], "web");
+        assert_eq!(
+            p["metadata"]["annotations"]["workload-manager/version"],
+            "1.4.0"
+        );
+        assert_eq!(p["spec"], json!({"x": 1}), "everything else passes through");
+        let same_ns = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "edge"}});
+        assert!(prepare("web", "1", "edge", &same_ns).is_ok());
+    }
+
+    #[test]
+    fn prepare_refuses_what_is_not_a_deployment_of_that_name_here() {
+        let cases = [
+            json!([]),
+            json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"}}),
+            json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "web"}}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "db"}}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {}}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "kube-system"}}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "labels": []}}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "pad": "x".repeat(MAX_MANIFEST)}),
+        ];
+        for m in cases {
+            let err = prepare("web", "1", "edge", &m).unwrap_err();
+            assert!(!err.is_empty());
+        }
+    }
 
     fn map<V: Clone>(entries: &[(&str, V)]) -> BTreeMap<String, V> {
         entries
