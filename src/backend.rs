@@ -120,6 +120,11 @@ impl ManifestCache {
         Ok(&self.entries[&key])
     }
 
+    /// The cached manifest of `name` at `version`, if fetched before.
+    pub fn get(&self, name: &str, version: &str) -> Option<&serde_json::Value> {
+        self.entries.get(&(name.to_string(), version.to_string()))
+    }
+
     /// Keeps only the manifests of the desired versions.
     pub fn retain(&mut self, desired: &BTreeMap<String, String>) {
         self.entries

@@ -6,13 +6,15 @@
 
 use std::time::{Instant, SystemTime};
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::backend::{Backend, Desired};
 use crate::config::Config;
-use crate::kube::Kube;
+use crate::kube::{Deployment, Kube, KubeError};
+use crate::reconcile::{self, Action, Applied, Observed, Rollout};
 use crate::report;
 use crate::scheduler::{JobId, Next};
+use crate::state::DeploymentView;
 use crate::state::{Outcome, State};
 
 /// What a job step may use.
@@ -75,38 +77,95 @@ pub fn start(id: JobId) -> Box<dyn Job> {
     }
 }
 
-/// Sync: checks that the Kubernetes API answers and lists what we manage,
-/// then fetches the desired state (a 304 is the usual, cheap answer). Making
-/// the cluster match it plugs in here.
+/// Sync: lists the Deployments we manage, fetches the desired state (a 304
+/// is the usual, cheap answer), tells missing names from names taken by
+/// someone else, then performs the plan one call at a time. One workload's
+/// failure does not stop the others; it is shown per workload.
 #[derive(Default)]
 struct Sync {
-    managed: Option<usize>,
+    phase: SyncPhase,
+    actual: BTreeMap<String, Observed>,
+    /// Desired names whose state could not be read this time.
+    unknown: BTreeSet<String>,
+    /// The backend answered 304.
+    unchanged: bool,
+    tally: Tally,
+}
+
+#[derive(Default)]
+enum SyncPhase {
+    #[default]
+    List,
+    Fetch,
+    /// Desired names the managed list lacks: GET each.
+    Probe(Vec<String>),
+    Act(VecDeque<Task>),
+}
+
+/// One outbound call of the plan.
+enum Task {
+    /// Create or apply `name` at `version` (fetching its manifest first if needed).
+    Write {
+        name: String,
+        version: String,
+        create: bool,
+    },
+    /// Tell the backend a version was applied.
+    PutVersion {
+        name: String,
+        version: String,
+    },
+    Delete {
+        name: String,
+    },
+}
+
+#[derive(Default)]
+struct Tally {
+    created: usize,
+    applied: usize,
+    deleted: usize,
+    errors: Vec<String>,
 }
 
 impl Job for Sync {
     fn step(&mut self, cx: &mut Context<'_>) -> Step {
-        let Some(managed) = self.managed else {
-            return match cx.kube.list_managed(cx.now) {
-                Ok(names) => {
-                    if !cx.state.kube_answered {
-                        log::info!(
-                            "Kubernetes API answered: {} managed Deployment(s)",
-                            names.len()
-                        );
-                    }
-                    cx.state.kube_answered = true;
-                    self.managed = Some(names.len());
-                    Step::Continue
+        match std::mem::take(&mut self.phase) {
+            SyncPhase::List => self.list(cx),
+            SyncPhase::Fetch => self.fetch(cx),
+            SyncPhase::Probe(names) => self.probe(cx, names),
+            SyncPhase::Act(tasks) => self.act(cx, tasks),
+        }
+    }
+}
+
+impl Sync {
+    fn list(&mut self, cx: &mut Context<'_>) -> Step {
+        match cx.kube.list_managed(cx.now) {
+            Ok(deployments) => {
+                if !cx.state.kube_answered {
+                    log::info!(
+                        "Kubernetes API answered: {} managed Deployment(s)",
+                        deployments.len()
+                    );
                 }
-                Err(e) => Done::failed(e.to_string(), e.retry_after()),
-            };
-        };
+                cx.state.kube_answered = true;
+                for d in deployments {
+                    let name = d.metadata.name.clone();
+                    self.actual.insert(name.clone(), observe(&d));
+                    cx.state.deployments.insert(name, DeploymentView::of(&d));
+                }
+                self.phase = SyncPhase::Fetch;
+                Step::Continue
+            }
+            Err(e) => Done::failed(e.to_string(), e.retry_after()),
+        }
+    }
+
+    fn fetch(&mut self, cx: &mut Context<'_>) -> Step {
         let etag = cx.state.desired_etag.clone();
         match cx.backend.fetch_workloads(etag.as_deref(), cx.wall) {
-            Ok(Desired::Unchanged) => Done::ok(format!(
-                "desired state unchanged ({} workloads); {managed} managed Deployments; applying it is not built yet",
-                cx.state.desired.as_ref().map_or(0, |d| d.len())
-            )),
+            Ok(Desired::Unchanged) => self.unchanged = true,
             Ok(Desired::Changed { workloads, etag }) => {
                 let names: BTreeSet<String> = workloads.iter().map(|w| w.name.clone()).collect();
                 log::info!("desired state: {} workload(s)", workloads.len());
@@ -116,13 +175,247 @@ impl Job for Sync {
                 cx.state.manifests.retain(&desired);
                 cx.state.desired = Some(desired);
                 cx.state.desired_etag = etag;
-                Done::ok(format!(
-                    "desired state fetched ({} workloads); {managed} managed Deployments; applying it is not built yet",
-                    cx.state.desired.as_ref().map_or(0, |d| d.len())
-                ))
             }
-            Err(e) => Done::failed(e.to_string(), e.retry_after()),
+            Err(e) => return Done::failed(e.to_string(), e.retry_after()),
         }
+        let desired = cx.state.desired.clone().unwrap_or_default();
+        cx.state
+            .deployments
+            .retain(|name, _| desired.contains_key(name) || self.actual.contains_key(name));
+        let unlisted: Vec<String> = desired
+            .keys()
+            .filter(|n| !self.actual.contains_key(*n))
+            .cloned()
+            .collect();
+        self.phase = SyncPhase::Probe(unlisted);
+        Step::Continue
+    }
+
+    fn probe(&mut self, cx: &mut Context<'_>, mut names: Vec<String>) -> Step {
+        let Some(name) = names.pop() else {
+            let desired = cx.state.desired.clone().unwrap_or_default();
+            let actions = reconcile::plan(&desired, &self.actual, &cx.state.applied)
+                .into_iter()
+                .filter(|a| !self.unknown.contains(a.name()));
+            let mut tasks = VecDeque::new();
+            for action in actions {
+                match action {
+                    Action::Create { name, version } => tasks.push_back(Task::Write {
+                        name,
+                        version,
+                        create: true,
+                    }),
+                    Action::Apply { name, version, why } => {
+                        log::info!("{name}: applying {version} ({why:?})");
+                        tasks.push_back(Task::Write {
+                            name,
+                            version,
+                            create: false,
+                        })
+                    }
+                    Action::Delete { name } => tasks.push_back(Task::Delete { name }),
+                    Action::Conflict { name } => {
+                        cx.state.deployments.insert(name, DeploymentView::marked(Rollout::Conflict, "a Deployment of this name exists and is not managed by workload-manager; left untouched"));
+                    }
+                }
+            }
+            return self.act(cx, tasks);
+        };
+        match cx.kube.get(&name, cx.now) {
+            Ok(None) => {
+                cx.state
+                    .deployments
+                    .insert(name, DeploymentView::marked(Rollout::Missing, ""));
+            }
+            Ok(Some(d)) => {
+                self.actual.insert(name, observe(&d));
+            }
+            Err(e) => {
+                // Unknown whether it exists: leave it out of this sync rather than guess.
+                self.tally.errors.push(format!("{name}: {e}"));
+                self.unknown.insert(name);
+            }
+        }
+        self.phase = SyncPhase::Probe(names);
+        Step::Continue
+    }
+
+    fn act(&mut self, cx: &mut Context<'_>, mut tasks: VecDeque<Task>) -> Step {
+        let Some(task) = tasks.pop_front() else {
+            return self.finish(cx);
+        };
+        match task {
+            Task::Write {
+                name,
+                version,
+                create,
+            } => {
+                if cx.state.manifests.get(&name, &version).is_none() {
+                    match cx
+                        .state
+                        .manifests
+                        .fetch(cx.backend, &name, &version, cx.wall)
+                    {
+                        Ok(_) => tasks.push_front(Task::Write {
+                            name,
+                            version,
+                            create,
+                        }),
+                        Err(e) => self.fail(
+                            cx,
+                            &name,
+                            format!("manifest of {version}: {e}"),
+                            Rollout::Invalid,
+                        ),
+                    }
+                } else {
+                    self.write(cx, &mut tasks, name, version, create);
+                }
+            }
+            Task::PutVersion { name, version } => {
+                let at = crate::clock::rfc3339(cx.wall);
+                if let Err(e) = cx.backend.put_version(&name, &version, &at, cx.wall) {
+                    self.tally
+                        .errors
+                        .push(format!("{name}: reporting version {version}: {e}"));
+                }
+            }
+            Task::Delete { name } => match cx.kube.delete(&name, cx.now) {
+                Ok(()) => {
+                    log::info!("{name}: deleted (no longer desired)");
+                    self.tally.deleted += 1;
+                    cx.state.applied.remove(&name);
+                    cx.state.deployments.remove(&name);
+                }
+                Err(e) => self.tally.errors.push(format!("{name}: delete: {e}")),
+            },
+        }
+        self.phase = SyncPhase::Act(tasks);
+        Step::Continue
+    }
+
+    /// Prepares the cached manifest and creates or applies it.
+    fn write(
+        &mut self,
+        cx: &mut Context<'_>,
+        tasks: &mut VecDeque<Task>,
+        name: String,
+        version: String,
+        create: bool,
+    ) {
+        let manifest = cx
+            .state
+            .manifests
+            .get(&name, &version)
+            .cloned()
+            .unwrap_or_default();
+        let prepared = match reconcile::prepare(&name, &version, &cx.config.namespace, &manifest) {
+            Ok(p) => p,
+            Err(e) => {
+                return self.fail(
+                    cx,
+                    &name,
+                    format!("manifest of {version} refused: {e}"),
+                    Rollout::Invalid,
+                )
+            }
+        };
+        let result = if create {
+            cx.kube.create(&prepared, cx.now)
+        } else {
+            cx.kube.apply(&name, &prepared, cx.now)
+        };
+        match result {
+            Ok(d) => {
+                log::info!(
+                    "{name}: {} {version}",
+                    if create { "created" } else { "applied" }
+                );
+                if create {
+                    self.tally.created += 1;
+                } else {
+                    self.tally.applied += 1;
+                }
+                cx.state.applied.insert(
+                    name.clone(),
+                    Applied {
+                        version: version.clone(),
+                        generation: d.metadata.generation,
+                    },
+                );
+                cx.state
+                    .deployments
+                    .insert(name.clone(), DeploymentView::of(&d));
+                tasks.push_front(Task::PutVersion { name, version });
+            }
+            Err(e) => {
+                let rollout = if matches!(e, KubeError::Api { code: 409, .. }) && create {
+                    Rollout::Conflict
+                } else {
+                    Rollout::Failed
+                };
+                self.fail(
+                    cx,
+                    &name,
+                    format!("{} {version}: {e}", if create { "create" } else { "apply" }),
+                    rollout,
+                )
+            }
+        }
+    }
+
+    fn fail(&mut self, cx: &mut Context<'_>, name: &str, error: String, rollout: Rollout) {
+        log::warn!("{name}: {error}");
+        cx.state
+            .deployments
+            .insert(name.to_string(), DeploymentView::marked(rollout, &error));
+        self.tally.errors.push(format!("{name}: {error}"));
+    }
+
+    fn finish(&mut self, cx: &mut Context<'_>) -> Step {
+        let t = &self.tally;
+        let desired = cx.state.desired.as_ref().map_or(0, |d| d.len());
+        let summary = format!(
+            "{desired} desired ({}); {} created, {} applied, {} deleted",
+            if self.unchanged {
+                "unchanged"
+            } else {
+                "fetched"
+            },
+            t.created,
+            t.applied,
+            t.deleted
+        );
+        if t.errors.is_empty() {
+            Done::ok(summary)
+        } else {
+            Done::failed(
+                format!(
+                    "{summary}; {} error(s): {}",
+                    t.errors.len(),
+                    t.errors.join("; ")
+                ),
+                None,
+            )
+        }
+    }
+}
+
+/// What the plan needs of a Deployment.
+fn observe(d: &Deployment) -> Observed {
+    Observed {
+        managed: d
+            .metadata
+            .labels
+            .get(reconcile::LABEL_MANAGED_BY.0)
+            .map(String::as_str)
+            == Some(reconcile::LABEL_MANAGED_BY.1),
+        version: d
+            .metadata
+            .annotations
+            .get(reconcile::ANNOTATION_VERSION)
+            .cloned(),
+        generation: d.metadata.generation,
     }
 }
 

@@ -99,6 +99,18 @@ pub fn render(state: &State, now: Instant, _wall: SystemTime) -> String {
     }
 
     m.family(
+        "wm_workload_rollout",
+        "gauge",
+        "1 for the rollout state each workload is in.",
+    );
+    for (name, d) in &state.deployments {
+        m.sample(
+            "wm_workload_rollout",
+            &[("workload", name), ("state", d.rollout.as_str())],
+            1,
+        );
+    }
+    m.family(
         "wm_job_runs_total",
         "counter",
         "Job runs, by job and outcome.",

@@ -52,6 +52,18 @@ pub enum Action {
     Conflict { name: String },
 }
 
+impl Action {
+    /// The workload the action is about.
+    pub fn name(&self) -> &str {
+        match self {
+            Action::Create { name, .. }
+            | Action::Apply { name, .. }
+            | Action::Delete { name }
+            | Action::Conflict { name } => name,
+        }
+    }
+}
+
 /// The actions that make `actual` match `desired`, creations and updates
 /// first (in name order), deletions last.
 pub fn plan(

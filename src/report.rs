@@ -28,12 +28,12 @@ pub fn close_window(state: &mut State, now: Instant, wall: SystemTime) -> Queued
             json!({
                 "name": name,
                 "desiredVersion": state.desired.as_ref().and_then(|d| d.get(name)),
-                "deployedVersion": null,
+                "deployedVersion": state.deployments.get(name).and_then(|d| d.version.as_deref()),
                 "health": health.as_str(),
                 "message": heartbeat.map(|h| h.message.as_str()),
                 "lastHeartbeatAt": heartbeat.map(|h| rfc3339(h.at_wall)),
                 "healthySeconds": round_secs(*healthy),
-                "rollout": null,
+                "rollout": state.deployments.get(name).map(|d| d.rollout.as_str()),
             })
         })
         .collect();

@@ -48,6 +48,47 @@ pub struct LastRun {
     pub took: Duration,
 }
 
+/// A workload's Deployment as status and reports show it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentView {
+    /// Its `workload-manager/version` annotation.
+    pub version: Option<String>,
+    pub rollout: crate::reconcile::Rollout,
+    /// `ready/wanted` replicas, e.g. `2/2`.
+    pub ready: Option<String>,
+    /// Why it is not as desired, for an operator.
+    pub error: Option<String>,
+}
+
+impl DeploymentView {
+    pub fn of(d: &crate::kube::Deployment) -> DeploymentView {
+        DeploymentView {
+            version: d
+                .metadata
+                .annotations
+                .get(crate::reconcile::ANNOTATION_VERSION)
+                .cloned(),
+            rollout: crate::reconcile::rollout(d),
+            ready: Some(format!(
+                "{}/{}",
+                d.status.ready_replicas,
+                d.spec.replicas.unwrap_or(1)
+            )),
+            error: None,
+        }
+    }
+
+    /// A state without a Deployment of ours to show: missing, conflict, invalid, failed.
+    pub fn marked(rollout: crate::reconcile::Rollout, error: &str) -> DeploymentView {
+        DeploymentView {
+            version: None,
+            rollout,
+            ready: None,
+            error: (!error.is_empty()).then(|| error.to_string()),
+        }
+    }
+}
+
 /// Per-job history for status and metrics.
 #[derive(Debug, Clone, Default)]
 pub struct JobRecord {
@@ -101,6 +142,10 @@ pub struct State {
     pub desired: Option<BTreeMap<String, String>>,
     /// The ETag of that desired state.
     pub desired_etag: Option<String>,
+    /// What the last syncs saw of each workload's Deployment.
+    pub deployments: BTreeMap<String, DeploymentView>,
+    /// What we last applied to each workload (to notice changes by hand).
+    pub applied: BTreeMap<String, crate::reconcile::Applied>,
     /// Manifests of desired versions, fetched once each.
     pub manifests: ManifestCache,
     /// Health reports not yet accepted by the backend.
@@ -127,6 +172,8 @@ impl State {
             http: BTreeMap::new(),
             desired: None,
             desired_etag: None,
+            deployments: BTreeMap::new(),
+            applied: BTreeMap::new(),
             manifests: ManifestCache::default(),
             outbox: Outbox::in_memory(),
             boot_id: 0,

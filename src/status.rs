@@ -20,13 +20,14 @@ pub fn json(state: &State, now: Instant, _wall: SystemTime) -> Value {
             json!({
                 "name": name,
                 "desiredVersion": desired_version(state, name),
-                "deployedVersion": null,
+                "deployedVersion": deployment(state, name).and_then(|d| d.version.as_deref()),
                 "health": w.health(now, timeout).as_str(),
                 "message": hb.map(|h| h.message.as_str()),
                 "lastHeartbeatAt": hb.map(|h| rfc3339(h.at_wall)),
                 "heartbeatAgeSeconds": hb.map(|h| now.saturating_duration_since(h.at).as_secs()),
-                "ready": null,
-                "rollout": null,
+                "ready": deployment(state, name).and_then(|d| d.ready.as_deref()),
+                "rollout": deployment(state, name).map(|d| d.rollout.as_str()),
+                "error": deployment(state, name).and_then(|d| d.error.as_deref()),
                 "healthySeconds": state.workloads.healthy_so_far(name, now).as_secs(),
             })
         })
@@ -99,13 +100,18 @@ pub fn text(state: &State, now: Instant, wall: SystemTime) -> String {
         rows.push(vec![
             name.to_string(),
             desired_version(state, name).unwrap_or("-").into(),
-            "-".into(),
+            deployment(state, name)
+                .and_then(|d| d.version.as_deref())
+                .unwrap_or("-")
+                .into(),
             w.health(now, timeout).as_str().into(),
             hb.map_or("never".into(), |h| {
                 format!("{} ago", human(now.saturating_duration_since(h.at)))
             })
             .to_string(),
-            "-".into(),
+            deployment(state, name)
+                .map_or("-", |d| d.rollout.as_str())
+                .into(),
             human(state.workloads.healthy_so_far(name, now)),
             hb.map_or(String::new(), |h| printable(&h.message)),
         ]);
@@ -133,6 +139,10 @@ pub fn text(state: &State, now: Instant, wall: SystemTime) -> String {
     }
     out += &table(&rows);
     out
+}
+
+fn deployment<'a>(state: &'a State, name: &str) -> Option<&'a crate::state::DeploymentView> {
+    state.deployments.get(name)
 }
 
 fn desired_version<'a>(state: &'a State, name: &str) -> Option<&'a str> {

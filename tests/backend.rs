@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use wm_testkit::backend::{FakeBackend, Fault, FaultKind};
+use wm_testkit::backend::{sample_manifest, FakeBackend, Fault, FaultKind};
 use wm_testkit::kube::FakeKube;
 use wm_testkit::proc::{wait_for, Manager, TempDir};
 
@@ -42,6 +42,16 @@ impl Node {
         Manager::start(BIN, &all)
     }
 
+    /// Publishes `workloads` with a manifest for each.
+    fn want(&self, workloads: &[(&str, &str)]) {
+        for (name, version) in workloads {
+            let image = format!("registry.example/{name}:{version}");
+            self.backend
+                .put_manifest(name, version, sample_manifest(name, &image));
+        }
+        self.backend.set_workloads(ADDRESS, workloads);
+    }
+
     /// Ids of the reports the backend stored, in arrival order.
     fn report_ids(&self) -> Vec<String> {
         self.backend.reports().into_iter().map(|r| r.id).collect()
@@ -64,12 +74,17 @@ fn status(m: &Manager) -> serde_json::Value {
 #[test]
 fn requests_are_signed_and_the_desired_state_is_used() {
     let node = Node::new();
-    node.backend.set_workloads(ADDRESS, &[("web", "1.4.0")]);
+    node.want(&[("web", "1.4.0")]);
     let m = node.start(&[]);
-    let v = wait_for("the desired state", Duration::from_secs(15), || {
-        let v = status(&m);
-        (v["workloads"][0]["desiredVersion"] == "1.4.0").then_some(v)
-    });
+    let v = wait_for(
+        "a sync with the desired state",
+        Duration::from_secs(15),
+        || {
+            let v = status(&m);
+            (v["workloads"][0]["desiredVersion"] == "1.4.0" && v["lastSync"]["outcome"] != "never")
+                .then_some(v)
+        },
+    );
     assert_eq!(v["manager"]["nodeAddress"], ADDRESS);
     assert_eq!(v["lastSync"]["outcome"], "ok", "{v}");
     let log = node.backend.log();
@@ -97,7 +112,7 @@ fn requests_are_signed_and_the_desired_state_is_used() {
 #[test]
 fn an_idle_sync_costs_one_304_and_nothing_else() {
     let node = Node::new();
-    node.backend.set_workloads(ADDRESS, &[("web", "1.4.0")]);
+    node.want(&[("web", "1.4.0")]);
     let m = node.start(&[("WM_REPORT_INTERVAL", "1h"), ("WM_UPDATE_INTERVAL", "1h")]);
     wait_for("the first sync", Duration::from_secs(15), || {
         (status(&m)["lastSync"]["outcome"] == "ok").then_some(())
@@ -127,10 +142,10 @@ fn an_idle_sync_costs_one_304_and_nothing_else() {
 #[test]
 fn a_desired_state_that_does_not_validate_changes_nothing() {
     let node = Node::new();
-    node.backend.set_workloads(ADDRESS, &[("web", "1.4.0")]);
+    node.want(&[("web", "1.4.0")]);
     let mut m = node.start(&[]);
-    wait_for("the desired state", Duration::from_secs(15), || {
-        (status(&m)["workloads"][0]["desiredVersion"] == "1.4.0").then_some(())
+    wait_for("the first sync", Duration::from_secs(15), || {
+        (status(&m)["lastSync"]["outcome"] == "ok").then_some(())
     });
     let cases = [
         FaultKind::MalformedJson,
@@ -140,8 +155,11 @@ fn a_desired_state_that_does_not_validate_changes_nothing() {
     for fault in cases {
         // A new ETag, so the manager reads a full answer, which the fault garbles.
         node.backend.set_workloads(ADDRESS, &[("other", "9")]);
-        node.backend
-            .inject(Fault::new(fault.clone()).path_contains("/workloads"));
+        node.backend.inject(
+            Fault::new(fault.clone())
+                .method("GET")
+                .path_contains("/nodes/"),
+        );
         let runs = |m: &Manager| status(m)["lastSync"]["at"].clone();
         let before = runs(&m);
         assert_eq!(m.post("/v1/sync", "application/json", "").status, 202);
@@ -168,7 +186,7 @@ fn a_desired_state_that_does_not_validate_changes_nothing() {
             "a huge answer is not held in memory"
         );
         node.backend.clear_faults();
-        node.backend.set_workloads(ADDRESS, &[("web", "1.4.0")]);
+        node.want(&[("web", "1.4.0")]);
     }
     // Names that are not labels, and duplicates, are refused whole.
     node.backend
@@ -189,7 +207,7 @@ fn a_desired_state_that_does_not_validate_changes_nothing() {
 #[test]
 fn reports_come_every_window_with_healthy_seconds() {
     let node = Node::new();
-    node.backend.set_workloads(ADDRESS, &[("web", "1.4.0")]);
+    node.want(&[("web", "1.4.0")]);
     let m = node.start(&[("WM_REPORT_INTERVAL", "2s"), ("WM_HEARTBEAT_TIMEOUT", "1s")]);
     wait_for("the desired state", Duration::from_secs(15), || {
         (status(&m)["workloads"][0]["desiredVersion"] == "1.4.0").then_some(())
@@ -379,15 +397,18 @@ fn retry_after_is_honoured() {
 #[test]
 fn a_hung_backend_delays_heartbeats_by_at_most_the_call_timeout() {
     let node = Node::new();
-    node.backend.set_workloads(ADDRESS, &[("web", "1.4.0")]);
+    node.want(&[("web", "1.4.0")]);
     let mut m = node.start(&[("WM_HTTP_TIMEOUT", "2s"), ("WM_REPORT_INTERVAL", "1h")]);
     wait_for("the first sync", Duration::from_secs(15), || {
         (status(&m)["lastSync"]["outcome"] == "ok").then_some(())
     });
     let mark = node.backend.mark();
-    node.backend.set_workloads(ADDRESS, &[("web", "1.5.0")]);
-    node.backend
-        .inject(Fault::new(FaultKind::Hang(Duration::from_secs(30))).path_contains("/workloads"));
+    node.want(&[("web", "1.5.0")]);
+    node.backend.inject(
+        Fault::new(FaultKind::Hang(Duration::from_secs(30)))
+            .method("GET")
+            .path_contains("/nodes/"),
+    );
     assert_eq!(m.post("/v1/sync", "application/json", "").status, 202);
     node.backend
         .wait_for_request(mark, Duration::from_secs(10), |r| {
@@ -422,7 +443,7 @@ fn a_hung_backend_delays_heartbeats_by_at_most_the_call_timeout() {
 #[test]
 fn sigterm_sends_the_last_partial_window() {
     let node = Node::new();
-    node.backend.set_workloads(ADDRESS, &[("web", "1.4.0")]);
+    node.want(&[("web", "1.4.0")]);
     let mut m = node.start(&[("WM_REPORT_INTERVAL", "1h")]);
     wait_for("the desired state", Duration::from_secs(15), || {
         (status(&m)["workloads"][0]["desiredVersion"] == "1.4.0").then_some(())

@@ -1,0 +1,269 @@
+//! The reconcile through the real binary, against the fake Kubernetes API and
+//! the fake backend: the cluster comes to match the desired state, and
+//! nothing the manager does not own is ever touched.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use wm_testkit::backend::{sample_manifest, FakeBackend};
+use wm_testkit::kube::FakeKube;
+use wm_testkit::proc::{wait_for, Manager};
+
+const BIN: &str = env!("CARGO_BIN_EXE_workload-manager");
+const ADDRESS: &str = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23";
+
+struct Node {
+    backend: FakeBackend,
+    kube: FakeKube,
+}
+
+impl Node {
+    fn new() -> Node {
+        Node {
+            backend: FakeBackend::start(),
+            kube: FakeKube::builder().namespace("edge").start(),
+        }
+    }
+
+    fn start(&self) -> Manager {
+        let (url, kube, token, ca) = (
+            self.backend.url(),
+            self.kube.url(),
+            self.kube.token_file(),
+            self.kube.ca_file(),
+        );
+        Manager::start(
+            BIN,
+            &[
+                ("NODE_SYSTEM_ENDPOINT", url.as_str()),
+                ("WM_KUBE_API_URL", kube.as_str()),
+                ("WM_KUBE_TOKEN_FILE", token.to_str().unwrap()),
+                ("WM_KUBE_CA_FILE", ca.to_str().unwrap()),
+                ("WM_REPORT_INTERVAL", "1h"),
+            ],
+        )
+    }
+
+    /// Publishes `workloads` with a manifest for each.
+    fn want(&self, workloads: &[(&str, &str)]) {
+        for (name, version) in workloads {
+            self.backend.put_manifest(
+                name,
+                version,
+                sample_manifest(name, &format!("registry.example/{name}:{version}")),
+            );
+        }
+        self.backend.set_workloads(ADDRESS, workloads);
+    }
+}
+
+fn status(m: &Manager) -> Value {
+    m.get("/v1/status").json()
+}
+
+fn workload(m: &Manager, name: &str) -> Value {
+    status(m)["workloads"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["name"] == name)
+        .cloned()
+        .unwrap_or(Value::Null)
+}
+
+/// Asks for a sync and waits until one has finished after it.
+fn sync(m: &Manager) -> Value {
+    let runs = |m: &Manager| {
+        m.get("/metrics")
+            .body
+            .lines()
+            .filter(|l| l.starts_with("wm_job_runs_total{job=\"sync\""))
+            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+            .sum::<u64>()
+    };
+    let n = runs(m);
+    assert_eq!(m.post("/v1/sync", "application/json", "").status, 202);
+    wait_for("a sync", Duration::from_secs(20), || {
+        (runs(m) > n).then_some(())
+    });
+    status(m)
+}
+
+fn image(d: &Value) -> &str {
+    d["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+}
+
+fn unmanaged(name: &str) -> Value {
+    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "edge"},
+        "spec": {"selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": [{"name": name, "image": "someone/else:1"}]}}}})
+}
+
+#[test]
+fn the_cluster_comes_to_match_the_desired_state() {
+    let node = Node::new();
+    node.kube.put_deployment_raw("kubectl", unmanaged("db"));
+    let mut old = unmanaged("old");
+    old["metadata"]["labels"] = json!({"app.kubernetes.io/managed-by": "workload-manager", "workload-manager/workload": "old"});
+    old["metadata"]["annotations"] = json!({"workload-manager/version": "0.9"});
+    node.kube.put_deployment_raw("workload-manager", old);
+    node.want(&[("web", "1.4.0"), ("api", "2.0.0")]);
+    let m = node.start();
+    wait_for("both created", Duration::from_secs(20), || {
+        (node.kube.deployment("web").is_some()
+            && node.kube.deployment("api").is_some()
+            && node.kube.deployment("old").is_none())
+        .then_some(())
+    });
+    let web = node.kube.deployment("web").unwrap();
+    assert_eq!(image(&web), "registry.example/web:1.4.0");
+    assert_eq!(
+        web["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "workload-manager"
+    );
+    assert_eq!(
+        web["metadata"]["labels"]["workload-manager/workload"],
+        "web"
+    );
+    assert_eq!(
+        web["metadata"]["annotations"]["workload-manager/version"],
+        "1.4.0"
+    );
+    assert_eq!(
+        image(&node.kube.deployment("db").unwrap()),
+        "someone/else:1",
+        "not ours: untouched"
+    );
+    assert!(
+        node.backend.wait_for_applied(2, Duration::from_secs(10)),
+        "versions reported to the backend"
+    );
+    // The next sync sees the rollouts complete.
+    node.kube.settle();
+    sync(&m);
+    let w = workload(&m, "web");
+    assert_eq!(
+        (w["deployedVersion"].as_str(), w["rollout"].as_str()),
+        (Some("1.4.0"), Some("complete")),
+        "{w}"
+    );
+    assert_eq!(w["ready"], "1/1");
+
+    // A new version is applied and reported.
+    node.want(&[("web", "1.5.0"), ("api", "2.0.0")]);
+    let v = sync(&m);
+    assert_eq!(v["lastSync"]["outcome"], "ok", "{v}");
+    assert_eq!(
+        image(&node.kube.deployment("web").unwrap()),
+        "registry.example/web:1.5.0"
+    );
+    assert!(node
+        .backend
+        .applied_versions()
+        .iter()
+        .any(|a| a.workload == "web" && a.version == "1.5.0"));
+
+    // Nothing changed: one LIST, no write, and one 304 from the backend.
+    node.kube.settle();
+    sync(&m);
+    let (kmark, bmark) = (node.kube.mark(), node.backend.mark());
+    sync(&m);
+    let k = node.kube.requests_since(kmark);
+    assert_eq!(k.len(), 1, "{k:#?}");
+    assert_eq!(k[0].method, "GET");
+    assert!(node.kube.writes_since(kmark).is_empty());
+    let b = node.backend.requests_since(bmark);
+    assert_eq!((b.len(), b[0].status), (1, Some(304)), "{b:#?}");
+}
+
+#[test]
+fn a_taken_name_is_a_conflict_and_a_bad_manifest_is_invalid() {
+    let node = Node::new();
+    node.kube.put_deployment_raw("kubectl", unmanaged("db"));
+    node.want(&[("db", "1"), ("web", "1")]);
+    node.backend.put_manifest(
+        "bad",
+        "1",
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "bad"}}),
+    );
+    node.backend
+        .set_workloads(ADDRESS, &[("db", "1"), ("web", "1"), ("bad", "1")]);
+    let before = node.kube.deployment("db").unwrap();
+    let m = node.start();
+    wait_for("web created", Duration::from_secs(20), || {
+        node.kube.deployment("web").map(|_| ())
+    });
+    let v = wait_for("the sync to finish", Duration::from_secs(20), || {
+        let v = status(&m);
+        (v["lastSync"]["outcome"] == "error").then_some(v)
+    });
+    let err = v["lastSync"]["error"].as_str().unwrap();
+    assert!(err.contains("bad: manifest of 1 refused"), "{err}");
+    let db = workload(&m, "db");
+    assert_eq!(db["rollout"], "conflict", "{db}");
+    // Its status and revision annotation may move (the controller), never its
+    // spec or labels; and no write was sent for it.
+    let after = node.kube.deployment("db").unwrap();
+    for field in ["generation", "labels"] {
+        assert_eq!(
+            after["metadata"][field], before["metadata"][field],
+            "{field}"
+        );
+    }
+    assert_eq!(after["spec"], before["spec"]);
+    let touched: Vec<_> = node
+        .kube
+        .log()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/deployments/db") && r.method != "GET")
+        .collect();
+    assert!(touched.is_empty(), "{touched:#?}");
+    let bad = workload(&m, "bad");
+    assert_eq!(bad["rollout"], "invalid");
+    assert!(
+        bad["error"]
+            .as_str()
+            .unwrap()
+            .contains("not an apps/v1 Deployment"),
+        "{bad}"
+    );
+    assert!(node.kube.deployment("bad").is_none());
+}
+
+#[test]
+fn a_deployment_changed_or_deleted_by_hand_is_put_back() {
+    let node = Node::new();
+    node.want(&[("web", "1.4.0")]);
+    let m = node.start();
+    wait_for("web created", Duration::from_secs(20), || {
+        node.kube.deployment("web").map(|_| ())
+    });
+    sync(&m);
+    // Someone edits the image by hand.
+    let mut edited = node.kube.deployment("web").unwrap();
+    edited["spec"]["template"]["spec"]["containers"][0]["image"] = json!("evil/miner:1");
+    node.kube.put_deployment_raw("kubectl", edited);
+    sync(&m);
+    assert_eq!(
+        image(&node.kube.deployment("web").unwrap()),
+        "registry.example/web:1.4.0"
+    );
+    // Someone deletes it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = workload_manager::config::KubeConfig {
+        api_url: node.kube.url(),
+        token_file: Some(node.kube.token_file()),
+        ca_file: node.kube.ca_file(),
+    };
+    let mut someone = workload_manager::kube::Kube::new(&config, "edge", Duration::from_secs(5));
+    someone.delete("web", std::time::Instant::now()).unwrap();
+    node.kube.settle();
+    assert!(node.kube.deployment("web").is_none());
+    sync(&m);
+    assert_eq!(
+        image(&node.kube.deployment("web").unwrap()),
+        "registry.example/web:1.4.0"
+    );
+}
