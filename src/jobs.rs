@@ -17,6 +17,10 @@ use crate::scheduler::{JobId, Next};
 use crate::state::DeploymentView;
 use crate::state::{Outcome, State};
 
+/// While a rollout is in progress the next sync comes this soon, so its
+/// outcome shows without waiting a whole sync interval.
+pub const ROLLOUT_RECHECK: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// What a job step may use.
 pub struct Context<'a> {
     pub state: &'a mut State,
@@ -386,7 +390,19 @@ impl Sync {
             t.applied,
             t.deleted
         );
-        if t.errors.is_empty() {
+        let moving = cx
+            .state
+            .deployments
+            .values()
+            .any(|d| d.rollout == Rollout::Progressing);
+        if t.errors.is_empty() && moving {
+            let next = Next::Recheck(ROLLOUT_RECHECK);
+            Step::Done(Done {
+                outcome: Outcome::Ok,
+                detail: format!("{summary}; a rollout is in progress"),
+                next,
+            })
+        } else if t.errors.is_empty() {
             Done::ok(summary)
         } else {
             Done::failed(

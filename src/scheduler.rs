@@ -39,6 +39,9 @@ pub enum Next {
     Backoff,
     /// The other side asked us to wait (Retry-After); counts as a failure.
     After(Duration),
+    /// Succeeded, but something is in motion: look again sooner than the
+    /// interval (never later).
+    Recheck(Duration),
 }
 
 /// First backoff step after a failure.
@@ -134,6 +137,7 @@ impl Scheduler {
                 let failures = failures.saturating_add(1);
                 (self.backoff(failures, timing.interval), failures)
             }
+            Next::Recheck(d) => (d.min(self.rng.spread(timing.interval, timing.spread)), 0),
             Next::After(d) => {
                 let failures = failures.saturating_add(1);
                 (
@@ -307,6 +311,21 @@ mod tests {
             tiny >= BACKOFF_BASE / 2,
             "Retry-After: 0 does not become a busy loop: {tiny:?}"
         );
+    }
+
+    #[test]
+    fn a_recheck_comes_sooner_and_is_no_failure() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(4);
+        s.add(JobId::Sync, timing(MIN * 10), t0);
+        s.finished(JobId::Sync, Next::Backoff, t0);
+        assert_eq!(
+            s.finished(JobId::Sync, Next::Recheck(Duration::from_secs(15)), t0),
+            Duration::from_secs(15)
+        );
+        assert_eq!(s.failures(JobId::Sync), 0);
+        let long = s.finished(JobId::Sync, Next::Recheck(MIN * 60), t0);
+        assert!(long <= MIN * 11, "never later than the interval: {long:?}");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use wm_testkit::backend::{sample_manifest, FakeBackend};
-use wm_testkit::kube::FakeKube;
+use wm_testkit::kube::{FakeKube, Fault, FaultKind};
 use wm_testkit::proc::{wait_for, Manager};
 
 const BIN: &str = env!("CARGO_BIN_EXE_workload-manager");
@@ -26,22 +26,25 @@ impl Node {
     }
 
     fn start(&self) -> Manager {
+        self.start_with(&[])
+    }
+
+    fn start_with(&self, env: &[(&str, &str)]) -> Manager {
         let (url, kube, token, ca) = (
             self.backend.url(),
             self.kube.url(),
             self.kube.token_file(),
             self.kube.ca_file(),
         );
-        Manager::start(
-            BIN,
-            &[
-                ("NODE_SYSTEM_ENDPOINT", url.as_str()),
-                ("WM_KUBE_API_URL", kube.as_str()),
-                ("WM_KUBE_TOKEN_FILE", token.to_str().unwrap()),
-                ("WM_KUBE_CA_FILE", ca.to_str().unwrap()),
-                ("WM_REPORT_INTERVAL", "1h"),
-            ],
-        )
+        let mut all = vec![
+            ("NODE_SYSTEM_ENDPOINT", url.as_str()),
+            ("WM_KUBE_API_URL", kube.as_str()),
+            ("WM_KUBE_TOKEN_FILE", token.to_str().unwrap()),
+            ("WM_KUBE_CA_FILE", ca.to_str().unwrap()),
+            ("WM_REPORT_INTERVAL", "1h"),
+        ];
+        all.extend_from_slice(env);
+        Manager::start(BIN, &all)
     }
 
     /// Publishes `workloads` with a manifest for each.
@@ -265,5 +268,139 @@ fn a_deployment_changed_or_deleted_by_hand_is_put_back() {
     assert_eq!(
         image(&node.kube.deployment("web").unwrap()),
         "registry.example/web:1.4.0"
+    );
+}
+
+#[test]
+fn a_rollout_in_progress_is_checked_again_soon() {
+    let node = Node::new();
+    node.want(&[("web", "1.4.0")]);
+    let m = node.start();
+    wait_for("web created", Duration::from_secs(20), || {
+        node.kube.deployment("web").map(|_| ())
+    });
+    node.kube.settle();
+    // No POST /v1/sync: the manager looks again by itself, well before the 10-minute interval.
+    wait_for(
+        "the rollout to show complete",
+        Duration::from_secs(40),
+        || (workload(&m, "web")["rollout"] == "complete").then_some(()),
+    );
+}
+
+#[test]
+fn one_failing_workload_does_not_stop_the_others() {
+    let node = Node::new();
+    node.want(&[("api", "1"), ("web", "1")]);
+    // The first create (api: plans go in name order) fails.
+    node.kube
+        .inject(Fault::new(FaultKind::InternalError).method("POST"));
+    let m = node.start();
+    wait_for("web created", Duration::from_secs(20), || {
+        node.kube.deployment("web").map(|_| ())
+    });
+    let v = wait_for("the failed sync", Duration::from_secs(10), || {
+        let v = status(&m);
+        (v["lastSync"]["outcome"] == "error").then_some(v)
+    });
+    assert!(
+        v["lastSync"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("api: create 1"),
+        "{v}"
+    );
+    assert_eq!(workload(&m, "api")["rollout"], "failed");
+    // The retry after a short backoff creates it.
+    wait_for("api created on retry", Duration::from_secs(20), || {
+        node.kube.deployment("api").map(|_| ())
+    });
+}
+
+#[test]
+fn a_rotated_token_is_picked_up_mid_run() {
+    let node = Node::new();
+    node.want(&[("web", "1")]);
+    let m = node.start();
+    wait_for("web created", Duration::from_secs(20), || {
+        node.kube.deployment("web").map(|_| ())
+    });
+    node.kube.rotate_token();
+    let mark = node.kube.mark();
+    let v = sync(&m);
+    assert_ne!(v["lastSync"]["outcome"], "error", "{v}");
+    let statuses: Vec<Option<u16>> = node
+        .kube
+        .requests_since(mark)
+        .iter()
+        .map(|r| r.status)
+        .collect();
+    assert_eq!(statuses[..2], [Some(401), Some(200)], "{statuses:?}");
+    assert_eq!(m.get("/readyz").status, 200);
+}
+
+#[test]
+fn storms_of_429_and_503_are_ridden_out_without_a_busy_loop() {
+    let node = Node::new();
+    node.want(&[("web", "1")]);
+    node.kube.inject(
+        Fault::new(FaultKind::TooManyRequestsText {
+            retry_after: Some(1),
+        })
+        .times(2)
+        .method("GET"),
+    );
+    node.kube.inject(
+        Fault::new(FaultKind::ServiceUnavailable)
+            .times(1)
+            .method("GET"),
+    );
+    let mark = node.kube.mark();
+    let m = node.start();
+    wait_for("web created", Duration::from_secs(60), || {
+        node.kube.deployment("web").map(|_| ())
+    });
+    let reads = node
+        .kube
+        .requests_since(mark)
+        .iter()
+        .filter(|r| r.method == "GET")
+        .count();
+    assert!(
+        reads <= 7,
+        "{reads} reads for 3 refusals: the manager backed off"
+    );
+    assert!(m.log().iter().any(|l| l.contains("429")), "{:#?}", m.log());
+}
+
+#[test]
+fn a_hung_api_server_delays_heartbeats_by_at_most_the_call_timeout() {
+    let node = Node::new();
+    node.want(&[("web", "1")]);
+    let m = node.start_with(&[("WM_HTTP_TIMEOUT", "2s")]);
+    wait_for("web created", Duration::from_secs(20), || {
+        node.kube.deployment("web").map(|_| ())
+    });
+    let mark = node.kube.mark();
+    node.kube
+        .inject(Fault::new(FaultKind::Hang(Duration::from_secs(30))).method("GET"));
+    assert_eq!(m.post("/v1/sync", "application/json", "").status, 202);
+    wait_for("the hung call", Duration::from_secs(10), || {
+        (!node.kube.requests_since(mark).is_empty()).then_some(())
+    });
+    let sent = std::time::Instant::now();
+    assert_eq!(
+        m.post(
+            "/v1/workloads/web/health",
+            "application/json",
+            r#"{"status":"healthy"}"#
+        )
+        .status,
+        204
+    );
+    assert!(
+        sent.elapsed() < Duration::from_secs(4),
+        "answered after {:?}",
+        sent.elapsed()
     );
 }
