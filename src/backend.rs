@@ -97,10 +97,12 @@ pub struct Backend {
 }
 
 /// Manifests by workload and version. A version's manifest never changes,
-/// so each is fetched once; versions no longer desired are forgotten.
+/// so each is fetched once; versions no longer desired are forgotten. They
+/// are kept as compact JSON text (a parsed tree costs several times more) and
+/// parsed when used.
 #[derive(Debug, Default)]
 pub struct ManifestCache {
-    entries: BTreeMap<(String, String), serde_json::Value>,
+    entries: BTreeMap<(String, String), Box<str>>,
 }
 
 impl ManifestCache {
@@ -111,18 +113,27 @@ impl ManifestCache {
         name: &str,
         version: &str,
         wall: SystemTime,
-    ) -> Result<&serde_json::Value, BackendError> {
-        let key = (name.to_string(), version.to_string());
-        if !self.entries.contains_key(&key) {
-            let manifest = backend.fetch_manifest(name, version, wall)?;
-            self.entries.insert(key.clone(), manifest);
+    ) -> Result<serde_json::Value, BackendError> {
+        if let Some(m) = self.get(name, version) {
+            return Ok(m);
         }
-        Ok(&self.entries[&key])
+        let manifest = backend.fetch_manifest(name, version, wall)?;
+        let key = (name.to_string(), version.to_string());
+        self.entries
+            .insert(key, manifest.to_string().into_boxed_str());
+        Ok(manifest)
+    }
+
+    /// Whether the manifest of `name` at `version` is cached.
+    pub fn contains(&self, name: &str, version: &str) -> bool {
+        self.entries
+            .contains_key(&(name.to_string(), version.to_string()))
     }
 
     /// The cached manifest of `name` at `version`, if fetched before.
-    pub fn get(&self, name: &str, version: &str) -> Option<&serde_json::Value> {
-        self.entries.get(&(name.to_string(), version.to_string()))
+    pub fn get(&self, name: &str, version: &str) -> Option<serde_json::Value> {
+        let text = self.entries.get(&(name.to_string(), version.to_string()))?;
+        serde_json::from_str(text).ok()
     }
 
     /// Keeps only the manifests of the desired versions.

@@ -254,7 +254,7 @@ impl Sync {
                 version,
                 create,
             } => {
-                if cx.state.manifests.get(&name, &version).is_none() {
+                if !cx.state.manifests.contains(&name, &version) {
                     match cx
                         .state
                         .manifests
@@ -307,12 +307,7 @@ impl Sync {
         version: String,
         create: bool,
     ) {
-        let manifest = cx
-            .state
-            .manifests
-            .get(&name, &version)
-            .cloned()
-            .unwrap_or_default();
+        let manifest = cx.state.manifests.get(&name, &version).unwrap_or_default();
         let prepared = match reconcile::prepare(&name, &version, &cx.config.namespace, &manifest) {
             Ok(p) => p,
             Err(e) => {

@@ -27,7 +27,7 @@ fn manifests_are_fetched_once_per_version() {
     let mut cache = ManifestCache::default();
     let now = SystemTime::now();
     let mark = fake.mark();
-    let first = cache.fetch(&backend, "web", "1.4.0", now).unwrap().clone();
+    let first = cache.fetch(&backend, "web", "1.4.0", now).unwrap();
     assert_eq!(first, sample_manifest("web", "nginx:1.27"));
     cache.fetch(&backend, "web", "1.4.0", now).unwrap();
     assert_eq!(

@@ -235,6 +235,9 @@ fn run(bin: &Path, plan: &Plan) {
     drop(kube);
     drop(backend);
     reporting(&mut report);
+    for n in [10, 100, 1000] {
+        syncs(bin, n, &mut report);
+    }
 
     let mut out = String::new();
     let _ = writeln!(out, "## workload-manager benchmark\n");
@@ -259,6 +262,129 @@ fn run(bin: &Path, plan: &Plan) {
     let judged = report.rows.iter().filter(|r| r.ok.is_some()).count();
     let _ = writeln!(out, "\n{met} of {judged} targets met.");
     print!("{out}");
+}
+
+/// Syncs with `n` desired workloads: the initial sync's wall time, then
+/// idle syncs (nothing changed): requests and main-thread CPU, median of 5;
+/// and resident memory per workload.
+fn syncs(bin: &Path, n: usize, report: &mut Report) {
+    use wm_testkit::backend::{sample_manifest, FakeBackend};
+    progress(&format!("syncs with {n} workloads"));
+    let kube = FakeKube::builder().namespace("edge").start();
+    let backend = FakeBackend::start();
+    let node = workload_manager::identity::NodeIdentity::from_hex(wm_testkit::proc::TEST_KEY)
+        .expect("the test key is valid");
+    let names: Vec<String> = (0..n).map(|i| format!("w{i:04}")).collect();
+    for name in &names {
+        backend.put_manifest(
+            name,
+            "1",
+            sample_manifest(name, &format!("registry.example/{name}:1")),
+        );
+    }
+    let wanted: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+    backend.set_workloads(node.address(), &wanted);
+    let (url, kube_url) = (backend.url(), kube.url());
+    let (token, ca) = (
+        kube.token_file().display().to_string(),
+        kube.ca_file().display().to_string(),
+    );
+    let started = Instant::now();
+    let mut m = Manager::start(
+        bin,
+        &[
+            ("NODE_SYSTEM_ENDPOINT", url.as_str()),
+            ("WM_KUBE_API_URL", kube_url.as_str()),
+            ("WM_KUBE_TOKEN_FILE", token.as_str()),
+            ("WM_KUBE_CA_FILE", ca.as_str()),
+            ("WM_REPORT_INTERVAL", "1h"),
+            ("WM_UPDATE_INTERVAL", "1h"),
+            ("WM_LOG", "info"),
+        ],
+    );
+    let deadline = started + Duration::from_secs(120);
+    // Version reports come after each create: cheaper to poll than the cluster.
+    while backend.applied_versions().len() < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let initial = started.elapsed();
+    if kube.deployments().len() < n {
+        report.rows.push(Row::failed(
+            &format!("initial sync of {n} workloads"),
+            "not done within 120 s",
+            "< 30 s",
+        ));
+        return;
+    }
+    // Let the rollouts complete and the manager see it, so the next syncs are idle.
+    kube.settle();
+    let runs = |m: &Manager| -> u64 {
+        m.get("/metrics")
+            .body
+            .lines()
+            .filter(|l| l.starts_with("wm_job_runs_total{job=\"sync\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    let sync_once = |m: &mut Manager| {
+        let before = runs(m);
+        m.post("/v1/sync", "application/json", "");
+        let until = Instant::now() + Duration::from_secs(60);
+        while runs(m) <= before && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    sync_once(&mut m);
+    sync_once(&mut m);
+    let (mut cpu_ms, mut requests) = (Vec::new(), Vec::new());
+    for _ in 0..5 {
+        let (km, bm) = (kube.mark(), backend.mark());
+        let cpu0 = sys::sched_by_thread(m.pid())
+            .get("main")
+            .map_or(0, |s| s.cpu_ns);
+        sync_once(&mut m);
+        let cpu1 = sys::sched_by_thread(m.pid())
+            .get("main")
+            .map_or(0, |s| s.cpu_ns);
+        cpu_ms.push(cpu1.saturating_sub(cpu0) as f64 / 1e6);
+        requests.push((kube.requests_since(km).len() + backend.requests_since(bm).len()) as f64);
+    }
+    let rss_kib = m.proc_status("VmRSS") as f64;
+    let limit_ms = match n {
+        10 => 2.0,
+        100 => 5.0,
+        _ => 40.0,
+    };
+    report.rows.push(Row::below(
+        &format!("initial sync of {n} workloads (create, version report), wall time"),
+        initial.as_secs_f64(),
+        30.0,
+        "s",
+        2,
+    ));
+    report.rows.push(Row::below(
+        &format!(
+            "idle sync with {n} workloads: requests in total (Kubernetes + backend), median of 5"
+        ),
+        median(&requests),
+        2.5,
+        "",
+        0,
+    ));
+    report.rows.push(Row::below(
+        &format!("idle sync with {n} workloads: main-thread CPU (incl. answering the status polls), median of 5"),
+        median(&cpu_ms),
+        limit_ms,
+        "ms",
+        2,
+    ));
+    report.rows.push(Row::info(
+        &format!("RSS with {n} managed workloads (manifests cached)"),
+        format!("{:.2} MiB", rss_kib / 1024.0),
+    ));
+    report.raw.push(format!(
+        "{n} workloads: idle sync CPU ms {cpu_ms:?}, requests {requests:?}, RSS {rss_kib} kB"
+    ));
 }
 
 /// Building one health report for 100 workloads and signing its delivery,
