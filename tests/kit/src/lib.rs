@@ -4,5 +4,6 @@
 pub mod backend;
 pub mod bench;
 pub mod kube;
+pub mod net;
 pub mod proc;
 pub mod s3;

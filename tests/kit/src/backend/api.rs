@@ -6,10 +6,10 @@
 use super::errors::{self, ApiError};
 use super::faults::Rewrite;
 use super::health;
-use super::http::{percent_decode, Request, Response};
 use super::manifests;
 use super::state::Shared;
 use super::workloads;
+use crate::net::http::{percent_decode_utf8, Request, Response};
 
 /// The answer to an authenticated-or-not request (`auth` from
 /// [`super::auth::authenticate`]); `rewrite` is a pending manifest fault.
@@ -65,7 +65,7 @@ fn dispatch(
         .ok_or_else(not_found)?;
     let segs: Vec<String> = rest
         .split('/')
-        .map(percent_decode)
+        .map(|s| percent_decode_utf8(s, false))
         .collect::<Option<_>>()
         .ok_or_else(|| errors::bad_request("the path has an invalid percent-escape"))?;
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();

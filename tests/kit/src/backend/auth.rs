@@ -8,7 +8,7 @@
 use sha2::{Digest, Sha256};
 
 use super::eip191::{eip55, recover_personal_sign};
-use super::http::Request;
+use crate::net::http::Request;
 
 /// Largest accepted difference between `X-Node-Timestamp` and the fake's clock.
 pub(crate) const MAX_SKEW_SECS: i64 = 300;

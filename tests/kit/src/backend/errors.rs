@@ -4,7 +4,7 @@
 
 use serde_json::json;
 
-use super::http::Response;
+use crate::net::http::Response;
 
 /// One error answer.
 #[derive(Debug, Clone, PartialEq, Eq)]

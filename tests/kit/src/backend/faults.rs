@@ -7,8 +7,10 @@
 
 use std::time::Duration;
 
+use crate::net;
+
 use super::errors::ApiError;
-use super::http::Response;
+use crate::net::http::Response;
 
 /// What a faulty request gets.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,57 +59,8 @@ impl FaultKind {
     }
 }
 
-/// A fault for the next `count` matching requests.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Fault {
-    pub kind: FaultKind,
-    /// Only requests with this method (e.g. `"POST"`); any if `None`.
-    pub method: Option<String>,
-    /// Only requests whose path (as sent, without the query) contains this; any if `None`.
-    pub path_contains: Option<String>,
-    /// How many more requests it hits.
-    pub count: usize,
-}
-
-impl Fault {
-    /// The fault for the next single request.
-    pub fn new(kind: FaultKind) -> Fault {
-        Fault {
-            kind,
-            method: None,
-            path_contains: None,
-            count: 1,
-        }
-    }
-
-    /// Hits the next `n` matching requests.
-    pub fn times(mut self, n: usize) -> Fault {
-        self.count = n;
-        self
-    }
-
-    /// Only requests with this method.
-    pub fn method(mut self, method: &str) -> Fault {
-        self.method = Some(method.to_ascii_uppercase());
-        self
-    }
-
-    /// Only requests whose path contains `part` (e.g. `"/health"`).
-    pub fn path_contains(mut self, part: &str) -> Fault {
-        self.path_contains = Some(part.to_string());
-        self
-    }
-
-    fn matches(&self, method: &str, path: &str) -> bool {
-        self.count > 0
-            && self.method.as_deref().is_none_or(|m| m == method)
-            && self
-                .path_contains
-                .as_deref()
-                .is_none_or(|p| path.contains(p))
-            && (!self.kind.manifest_only() || (method == "GET" && path.ends_with("/manifest")))
-    }
-}
+/// A fault for the next `count` matching requests (see [`crate::net::faults::Fault`]).
+pub type Fault = net::faults::Fault<FaultKind>;
 
 /// How a manifest fault changes the manifest.
 pub(crate) enum Rewrite {
@@ -131,10 +84,8 @@ pub(crate) fn take(
     method: &str,
     path: &str,
 ) -> Option<(FaultKind, Action)> {
-    let i = faults.iter().position(|f| f.matches(method, path))?;
-    faults[i].count -= 1;
-    let kind = faults[i].kind.clone();
-    faults.retain(|f| f.count > 0);
+    let manifest = method == "GET" && path.ends_with("/manifest");
+    let kind = net::faults::take(faults, method, path, |k| manifest || !k.manifest_only())?;
     let fail = |status: u16, error: &str, message: &str, retry_after: Option<u64>| {
         let mut e = ApiError::new(status, error, message);
         e.retry_after = retry_after;
@@ -168,10 +119,13 @@ pub(crate) fn take(
         } => fail(status, &error, &message, retry_after),
         FaultKind::Hang(d) => Action::Hang(d),
         FaultKind::Reset => Action::Reset,
-        FaultKind::MalformedJson => Action::Respond(Response::raw_json(
-            200,
-            br#"{"workloads": [{"name": "web", "version": "1.4"#.to_vec(),
-        )),
+        FaultKind::MalformedJson => Action::Respond(
+            Response::new(
+                200,
+                br#"{"workloads": [{"name": "web", "version": "1.4"#.to_vec(),
+            )
+            .with_header("Content-Type", "application/json"),
+        ),
         FaultKind::HugeBody(len) => Action::Stream(Some(len)),
         FaultKind::EndlessBody => Action::Stream(None),
         FaultKind::ManifestKind(kind) => Action::Manifest(Rewrite::Kind(kind)),

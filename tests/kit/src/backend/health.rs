@@ -5,10 +5,10 @@
 
 use serde_json::{json, Map, Value};
 
-use super::clock::parse_rfc3339;
 use super::errors::{bad_request, ApiError};
-use super::http::{Request, Response};
 use super::state::State;
+use crate::net::http::{Request, Response};
+use crate::net::time::parse_rfc3339;
 
 /// Most reports in one POST.
 pub(crate) const MAX_REPORTS: usize = 100;

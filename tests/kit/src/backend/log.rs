@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use super::faults::FaultKind;
-use super::http::Request;
+use crate::net::http::Request;
 
 /// One request the fake received.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,10 +90,6 @@ impl LoggedRequest {
         serde_json::from_slice(&self.body).ok()
     }
 }
-
-/// A position in the request log, from [`super::FakeBackend::mark`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Mark(pub(crate) usize);
 
 /// One `POST …/health`, whatever it was answered.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,8 +7,8 @@ use serde_json::{json, Value};
 
 use super::errors::{not_found, ApiError};
 use super::faults::Rewrite;
-use super::http::Response;
 use super::state::State;
+use crate::net::http::Response;
 
 /// A minimal valid apps/v1 Deployment named `name` running `image`: one
 /// replica, selector and pod labels `app: <name>`, one container named

@@ -23,7 +23,6 @@
 
 mod api;
 mod auth;
-mod clock;
 mod eip191;
 mod errors;
 mod faults;
@@ -35,20 +34,20 @@ mod server;
 mod state;
 mod workloads;
 
-use std::sync::{Arc, Mutex};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::Value;
 
+pub use crate::net::log::{wait_until, Mark};
 pub use eip191::{eip55, personal_sign_hash, recover_personal_sign, SignatureError};
 pub use faults::{Fault, FaultKind};
 pub use health::StoredReport;
-pub use log::{Delivery, LoggedRequest, Mark};
+pub use log::{Delivery, LoggedRequest};
 pub use manifests::sample_manifest;
 pub use workloads::AppliedVersion;
 
-use server::{Acceptor, Connections};
+use crate::net::server::Listener;
 use state::{Config, Shared};
 use workloads::Desired;
 
@@ -87,26 +86,10 @@ impl Builder {
     }
 }
 
-/// Polls `cond` every 5 ms until it holds (true) or `timeout` passes (false).
-pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
-}
-
 /// A running fake backend; dropping it stops it.
 pub struct FakeBackend {
     shared: Arc<Shared>,
-    conns: Arc<Connections>,
-    acceptor: Mutex<Option<Acceptor>>,
-    port: u16,
+    listener: Listener,
 }
 
 impl FakeBackend {
@@ -128,27 +111,20 @@ impl FakeBackend {
             max_body: b.max_body,
         };
         let shared = Arc::new(Shared::new(cfg));
-        let conns = Arc::new(Connections::default());
-        let acceptor =
-            Acceptor::start(shared.clone(), conns.clone(), 0).expect("listen on 127.0.0.1");
+        let shared2 = shared.clone();
         FakeBackend {
-            port: acceptor.port(),
+            listener: Listener::start("backend", move |tcp| server::serve(&shared2, tcp)),
             shared,
-            conns,
-            acceptor: Mutex::new(Some(acceptor)),
         }
     }
 
     /// The base URL, `http://127.0.0.1:PORT/api` (with the base path).
     pub fn url(&self) -> String {
-        format!(
-            "http://127.0.0.1:{}{}",
-            self.port, self.shared.cfg.base_path
-        )
+        format!("{}{}", self.listener.url(false), self.shared.cfg.base_path)
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.listener.port()
     }
 
     /// The base path, `""` or `/…` without a trailing slash.
@@ -216,21 +192,7 @@ impl FakeBackend {
     /// `false` closes the listener and cuts open connections (connections
     /// are refused); `true` listens again on the same port.
     pub fn set_reachable(&self, reachable: bool) {
-        let mut acceptor = self.acceptor.lock().unwrap_or_else(|e| e.into_inner());
-        match (reachable, acceptor.is_some()) {
-            (false, true) => {
-                if let Some(a) = acceptor.take() {
-                    a.stop();
-                }
-                self.conns.cut_all();
-            }
-            (true, false) => {
-                let a = Acceptor::start(self.shared.clone(), self.conns.clone(), self.port)
-                    .expect("listen again on the same port");
-                *acceptor = Some(a);
-            }
-            _ => {}
-        }
+        self.listener.set_reachable(reachable);
     }
 
     /// Queues a fault; faults are matched in the order injected.
@@ -245,18 +207,17 @@ impl FakeBackend {
 
     /// Every request so far.
     pub fn log(&self) -> Vec<LoggedRequest> {
-        self.shared.lock().log.clone()
+        self.shared.lock().log.all()
     }
 
     /// The current end of the request log.
     pub fn mark(&self) -> Mark {
-        Mark(self.shared.lock().log.len())
+        self.shared.lock().log.mark()
     }
 
     /// Requests received after `mark`.
     pub fn requests_since(&self, mark: Mark) -> Vec<LoggedRequest> {
-        let st = self.shared.lock();
-        st.log.get(mark.0..).unwrap_or_default().to_vec()
+        self.shared.lock().log.since(mark)
     }
 
     /// Waits until at least `n` reports are stored; whether they were in time.

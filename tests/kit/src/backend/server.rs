@@ -1,14 +1,11 @@
-//! Sockets and threads: the accept loop on 127.0.0.1 (closed and reopened
-//! on the same port to make the backend unreachable), a thread per
-//! connection with HTTP/1.1 keep-alive, authentication, fault injection,
-//! TCP resets, streamed bodies, and the request and delivery logs.
+//! One connection of the fake backend: HTTP/1.1 keep-alive over plain TCP,
+//! authentication, fault injection, 413s with a lingering close, streamed
+//! bodies, and the request and delivery logs (sockets and threads are
+//! [`crate::net::server`]).
 
-use std::collections::HashMap;
 use std::io::{BufReader, Read};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::net::{Shutdown, TcpStream};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -17,112 +14,22 @@ use super::api;
 use super::auth::authenticate;
 use super::errors;
 use super::faults::{self, Action, FaultKind};
-use super::http::{read_request, write_response, write_streamed, ReadError, Request, Response};
+use super::http::write_streamed;
 use super::log::{Delivery, LoggedRequest};
 use super::state::Shared;
+use crate::net::http::{read_request, write_response, ReadError, Request, Response};
+use crate::net::server::reset;
 
-/// Idle keep-alive connections are closed after this long.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 /// A client that stops reading a response is given up on after this long.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long, and how much, an oversized body is drained after its 413.
 const LINGER_TIME: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 64 * 1024 * 1024;
 
-/// The open connections, so that going unreachable can cut them.
-#[derive(Default)]
-pub(crate) struct Connections {
-    next: AtomicU64,
-    open: Mutex<HashMap<u64, TcpStream>>,
-}
-
-impl Connections {
-    fn add(&self, s: &TcpStream) -> Option<u64> {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let clone = s.try_clone().ok()?;
-        self.open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, clone);
-        Some(id)
-    }
-
-    fn remove(&self, id: u64) {
-        self.open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-    }
-
-    /// Shuts every open connection down.
-    pub fn cut_all(&self) {
-        for (_, s) in self.open.lock().unwrap_or_else(|e| e.into_inner()).drain() {
-            let _ = s.shutdown(Shutdown::Both);
-        }
-    }
-}
-
-/// A running accept loop.
-pub(crate) struct Acceptor {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Acceptor {
-    /// Listens on 127.0.0.1:`port` (0 for a random port).
-    pub fn start(
-        shared: Arc<Shared>,
-        conns: Arc<Connections>,
-        port: u16,
-    ) -> std::io::Result<Acceptor> {
-        let listener = TcpListener::bind(("127.0.0.1", port))?;
-        let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let thread = thread::Builder::new()
-            .name("fake-backend-accept".into())
-            .spawn(move || {
-                for stream in listener.incoming() {
-                    if stop2.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let (shared, conns) = (shared.clone(), conns.clone());
-                    let _ = thread::Builder::new()
-                        .name("fake-backend-conn".into())
-                        .spawn(move || serve(&shared, &conns, stream));
-                }
-            })?;
-        Ok(Acceptor {
-            addr,
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    /// Closes the listening socket: new connections are refused.
-    pub fn stop(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept; the loop then drops the listener.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn serve(shared: &Shared, conns: &Connections, stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
+/// Serves one connection (plain TCP; a client that stops reading is given up on).
+pub(crate) fn serve(shared: &Shared, stream: TcpStream) {
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let Some(id) = conns.add(&stream) else { return };
     requests(shared, stream);
-    conns.remove(id);
 }
 
 /// Serves requests on one connection until it closes.
@@ -134,14 +41,14 @@ fn requests(shared: &Shared, stream: TcpStream) {
             Err(ReadError::Closed) => return,
             Err(ReadError::Malformed) => {
                 let resp = errors::bad_request("malformed HTTP/1.1 request").response();
-                let _ = write_response(reader.get_mut(), &resp, true);
+                let _ = write_response(reader.get_mut(), &resp, false, true);
                 return;
             }
             Err(ReadError::TooLarge(req)) => {
                 let resp = errors::payload_too_large(shared.cfg.max_body).response();
                 let unread = Err("the body was over the limit and not read".to_string());
                 record(shared, &req, &unread, Some(&resp), None);
-                if write_response(reader.get_mut(), &resp, true).is_ok() {
+                if write_response(reader.get_mut(), &resp, false, true).is_ok() {
                     lingering_close(&mut reader);
                 }
                 return;
@@ -160,7 +67,7 @@ fn requests(shared: &Shared, stream: TcpStream) {
                 return;
             }
             Some(Action::Stream(len)) => {
-                let ok = Response::empty(200);
+                let ok = Response::new(200, Vec::new());
                 record(shared, &req, &auth, Some(&ok), kind);
                 write_streamed(reader.get_mut(), len);
                 return;
@@ -175,7 +82,7 @@ fn requests(shared: &Shared, stream: TcpStream) {
         };
         record(shared, &req, &auth, Some(&resp), kind);
         let keep = req.keep_alive();
-        if write_response(reader.get_mut(), &resp, !keep).is_err() || !keep {
+        if write_response(reader.get_mut(), &resp, false, !keep).is_err() || !keep {
             return;
         }
     }
@@ -218,9 +125,4 @@ fn lingering_close(reader: &mut BufReader<TcpStream>) {
             Ok(n) => drained += n,
         }
     }
-}
-
-/// Makes the coming close send RST instead of FIN.
-fn reset(tcp: &TcpStream) {
-    let _ = socket2::SockRef::from(tcp).set_linger(Some(Duration::ZERO));
 }

@@ -8,11 +8,12 @@ use std::sync::{Mutex, MutexGuard};
 
 use serde_json::Value;
 
-use super::clock::Clock;
 use super::faults::Fault;
 use super::health::StoredReport;
 use super::log::{Delivery, LoggedRequest};
 use super::workloads::{AppliedVersion, Desired};
+use crate::net::log::Log;
+use crate::net::time::Clock;
 
 /// Fixed at start.
 pub(crate) struct Config {
@@ -37,7 +38,7 @@ pub(crate) struct State {
     pub report_ids: BTreeSet<String>,
     pub deliveries: Vec<Delivery>,
     pub faults: Vec<Fault>,
-    pub log: Vec<LoggedRequest>,
+    pub log: Log<LoggedRequest>,
 }
 
 pub(crate) struct Shared {

@@ -8,10 +8,10 @@ use std::hash::{Hash, Hasher};
 
 use serde_json::{json, Value};
 
-use super::clock::parse_rfc3339;
 use super::errors::{bad_request, ApiError};
-use super::http::{Request, Response};
 use super::state::State;
+use crate::net::http::{Request, Response};
+use crate::net::time::parse_rfc3339;
 
 /// One node's desired list.
 #[derive(Debug, Clone, Default)]
@@ -67,7 +67,7 @@ pub(crate) fn get(st: &State, node: &str, req: &Request) -> Response {
         .header("if-none-match")
         .is_some_and(|h| none_match_hits(h, &d.etag))
     {
-        return Response::empty(304).with_header("ETag", &d.etag);
+        return Response::new(304, Vec::new()).with_header("ETag", &d.etag);
     }
     let list: Vec<Value> = d
         .workloads
@@ -105,5 +105,5 @@ pub(crate) fn put_version(
         version: version.to_string(),
         applied_at: applied_at.to_string(),
     });
-    Ok(Response::empty(204))
+    Ok(Response::new(204, Vec::new()))
 }

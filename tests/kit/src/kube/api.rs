@@ -7,12 +7,12 @@ use serde_json::Value;
 use super::deployments::DEPLOYMENTS;
 use super::discovery;
 use super::faults::status_response;
-use super::http::{parse_query, percent_decode, Request, Response};
 use super::leases::LEASES;
 use super::resource::{self, ResourceType, WriteCtx};
 use super::selector::Selector;
 use super::state::Shared;
 use super::status::{self, ApiError};
+use crate::net::http::{parse_query, percent_decode_utf8, Request, Response};
 
 /// A request for a resource, as the API server's `RequestInfo` sees it.
 struct Target<'a> {
@@ -99,7 +99,7 @@ fn respond(shared: &Shared, req: &Request) -> Result<Response, ApiError> {
         .path
         .split('/')
         .filter(|s| !s.is_empty())
-        .map(|s| percent_decode(s, false))
+        .map(|s| percent_decode_utf8(s, false))
         .collect::<Option<_>>()
         .ok_or_else(|| status::bad_request("invalid path encoding"))?;
     let seg_refs: Vec<&str> = segs.iter().map(String::as_str).collect();

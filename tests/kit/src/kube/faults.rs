@@ -4,10 +4,12 @@
 
 use std::time::Duration;
 
+use crate::net;
+
 use serde_json::json;
 
-use super::http::Response;
 use super::status::{self, ApiError};
+use crate::net::http::Response;
 
 /// What a faulty request gets.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,56 +34,8 @@ pub enum FaultKind {
     Reset,
 }
 
-/// A fault for the next `count` matching requests.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Fault {
-    pub kind: FaultKind,
-    /// Only requests with this method (e.g. `"PUT"`); any if `None`.
-    pub method: Option<String>,
-    /// Only requests whose path starts with this; any if `None`.
-    pub path_prefix: Option<String>,
-    /// How many more requests it hits.
-    pub count: usize,
-}
-
-impl Fault {
-    /// The fault for the next single request.
-    pub fn new(kind: FaultKind) -> Fault {
-        Fault {
-            kind,
-            method: None,
-            path_prefix: None,
-            count: 1,
-        }
-    }
-
-    /// Hits the next `n` matching requests.
-    pub fn times(mut self, n: usize) -> Fault {
-        self.count = n;
-        self
-    }
-
-    /// Only requests with this method.
-    pub fn method(mut self, method: &str) -> Fault {
-        self.method = Some(method.to_ascii_uppercase());
-        self
-    }
-
-    /// Only requests whose path starts with `prefix`.
-    pub fn path_prefix(mut self, prefix: &str) -> Fault {
-        self.path_prefix = Some(prefix.to_string());
-        self
-    }
-
-    fn matches(&self, method: &str, path: &str) -> bool {
-        self.count > 0
-            && self.method.as_deref().is_none_or(|m| m == method)
-            && self
-                .path_prefix
-                .as_deref()
-                .is_none_or(|p| path.starts_with(p))
-    }
-}
+/// A fault for the next `count` matching requests (see [`crate::net::faults::Fault`]).
+pub type Fault = net::faults::Fault<FaultKind>;
 
 /// What the server does with a faulty request.
 pub(crate) enum Action {
@@ -92,15 +46,11 @@ pub(crate) enum Action {
 
 /// Consumes one hit of the first matching fault.
 pub(crate) fn take(faults: &mut Vec<Fault>, method: &str, path: &str) -> Option<Action> {
-    let i = faults.iter().position(|f| f.matches(method, path))?;
-    faults[i].count -= 1;
-    let kind = faults[i].kind.clone();
-    faults.retain(|f| f.count > 0);
-    Some(match kind {
+    Some(match net::faults::take(faults, method, path, |_| true)? {
         FaultKind::Hang(d) => Action::Hang(d),
         FaultKind::Reset => Action::Reset,
         FaultKind::TooManyRequestsText { retry_after } => {
-            let resp = Response::text(429, "Too many requests, please try again later.");
+            let resp = go_http_error(429, "Too many requests, please try again later.");
             Action::Respond(match retry_after {
                 Some(s) => resp.with_header("Retry-After", &s.to_string()),
                 None => resp,
@@ -108,6 +58,13 @@ pub(crate) fn take(faults: &mut Vec<Fault>, method: &str, path: &str) -> Option<
         }
         other => Action::Respond(status_response(&status_error(&other, method, path))),
     })
+}
+
+/// A plain-text response, as Go's `http.Error` writes it (with a newline).
+fn go_http_error(status: u16, text: &str) -> Response {
+    Response::new(status, format!("{text}\n").into_bytes())
+        .with_header("Content-Type", "text/plain; charset=utf-8")
+        .with_header("X-Content-Type-Options", "nosniff")
 }
 
 /// The `Status` error of a Status-shaped fault.

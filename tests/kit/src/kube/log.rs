@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::http::{parse_query, Request};
+use crate::net::http::{query_param, Request};
 
 /// A request body as logged.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,11 +58,7 @@ impl LoggedRequest {
 
     /// A decoded query parameter.
     pub fn query_param(&self, name: &str) -> Option<String> {
-        parse_query(&self.query)
-            .ok()?
-            .into_iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
+        query_param(&self.query, name)
     }
 
     /// The body, if it was JSON.
@@ -73,7 +69,3 @@ impl LoggedRequest {
         }
     }
 }
-
-/// A position in the request log, from [`super::FakeKube::mark`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Mark(pub(crate) usize);

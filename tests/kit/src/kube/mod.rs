@@ -24,7 +24,6 @@ mod deployments;
 mod discovery;
 mod faults;
 mod fields;
-mod http;
 mod leases;
 mod log;
 mod patch;
@@ -41,21 +40,24 @@ mod validation;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub use crate::net::log::{wait_until, Mark};
 pub use controller::rollout_complete;
 pub use faults::{Fault, FaultKind};
-pub use log::{LoggedBody, LoggedRequest, Mark};
+pub use log::{LoggedBody, LoggedRequest};
 
+use crate::net::log::Log;
+use crate::net::random_u64;
+use crate::net::server::Listener;
 use controller::Controller;
 use deployments::DEPLOYMENTS;
 use leases::LEASES;
 use resource::WriteCtx;
-use server::{Acceptor, Connections};
 use state::{Config, Shared, State};
 use store::Store;
 
@@ -103,9 +105,7 @@ impl Builder {
 /// A running fake API server; dropping it stops it and removes its files.
 pub struct FakeKube {
     shared: Arc<Shared>,
-    conns: Arc<Connections>,
-    acceptor: Mutex<Option<Acceptor>>,
-    port: u16,
+    listener: Listener,
     dir: PathBuf,
     stop: Arc<AtomicBool>,
     controller: Option<JoinHandle<()>>,
@@ -115,29 +115,15 @@ pub struct FakeKube {
 fn new_token() -> String {
     format!(
         "eyJhbGciOiJSUzI1NiIsImtpZCI6ImZha2Uta3ViZSJ9.{:016x}{:016x}.{:016x}",
-        clock::random_u64(),
-        clock::random_u64(),
-        clock::random_u64()
+        random_u64(),
+        random_u64(),
+        random_u64()
     )
 }
 
 /// Writes a file with exactly `content` (no trailing newline).
 fn write(path: &Path, content: &str) {
     std::fs::write(path, content).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
-}
-
-/// Polls `cond` every 5 ms until it holds (true) or `timeout` passes (false).
-pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(5));
-    }
 }
 
 impl FakeKube {
@@ -159,7 +145,7 @@ impl FakeKube {
         let dir = std::env::temp_dir().join(format!(
             "wm-fake-kube-{}-{:016x}",
             std::process::id(),
-            clock::random_u64()
+            random_u64()
         ));
         std::fs::create_dir_all(&dir).expect("create the fake's directory");
         let token = new_token();
@@ -183,15 +169,13 @@ impl FakeKube {
             store: Store::new(),
             token,
             faults: Vec::new(),
-            log: Vec::new(),
+            log: Log::default(),
             broken_images: BTreeSet::new(),
             controller: Controller::default(),
         };
         let shared = Arc::new(Shared::new(cfg, tls, state));
-        let conns = Arc::new(Connections::default());
-        let acceptor =
-            Acceptor::start(shared.clone(), conns.clone(), 0).expect("listen on 127.0.0.1");
-        let port = acceptor.port();
+        let shared2 = shared.clone();
+        let listener = Listener::start("kube", move |tcp| server::serve(&shared2, tcp));
 
         let stop = Arc::new(AtomicBool::new(false));
         let (shared2, stop2) = (shared.clone(), stop.clone());
@@ -208,9 +192,7 @@ impl FakeKube {
 
         let kube = FakeKube {
             shared,
-            conns,
-            acceptor: Mutex::new(Some(acceptor)),
-            port,
+            listener,
             dir,
             stop,
             controller: Some(controller),
@@ -221,16 +203,11 @@ impl FakeKube {
 
     /// `https://127.0.0.1:PORT` (or `http://` in plain mode).
     pub fn url(&self) -> String {
-        let scheme = if self.shared.cfg.plain_http {
-            "http"
-        } else {
-            "https"
-        };
-        format!("{scheme}://127.0.0.1:{}", self.port)
+        self.listener.url(!self.shared.cfg.plain_http)
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.listener.port()
     }
 
     pub fn namespace(&self) -> &str {
@@ -303,21 +280,7 @@ impl FakeKube {
     /// `false` closes the listener and cuts open connections (connections
     /// are refused); `true` listens again on the same port.
     pub fn set_reachable(&self, reachable: bool) {
-        let mut acceptor = self.acceptor.lock().unwrap_or_else(|e| e.into_inner());
-        match (reachable, acceptor.is_some()) {
-            (false, true) => {
-                if let Some(a) = acceptor.take() {
-                    a.stop();
-                }
-                self.conns.cut_all();
-            }
-            (true, false) => {
-                let a = Acceptor::start(self.shared.clone(), self.conns.clone(), self.port)
-                    .expect("listen again on the same port");
-                *acceptor = Some(a);
-            }
-            _ => {}
-        }
+        self.listener.set_reachable(reachable);
     }
 
     /// Queues a fault; faults are matched in the order injected.
@@ -431,18 +394,17 @@ impl FakeKube {
 
     /// Every request so far.
     pub fn log(&self) -> Vec<LoggedRequest> {
-        self.shared.lock().log.clone()
+        self.shared.lock().log.all()
     }
 
     /// The current end of the request log.
     pub fn mark(&self) -> Mark {
-        Mark(self.shared.lock().log.len())
+        self.shared.lock().log.mark()
     }
 
     /// Requests received after `mark`.
     pub fn requests_since(&self, mark: Mark) -> Vec<LoggedRequest> {
-        let st = self.shared.lock();
-        st.log.get(mark.0..).unwrap_or_default().to_vec()
+        self.shared.lock().log.since(mark)
     }
 
     /// POST/PUT/PATCH/DELETE requests received after `mark`.

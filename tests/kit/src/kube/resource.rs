@@ -14,6 +14,7 @@ use super::selector::Selector;
 use super::status::{self, ApiError, FieldError};
 use super::store::{stamp, Store, Stored};
 use super::validation;
+use crate::net::random_u64;
 
 /// A resource the fake serves, and the hooks for its kind.
 #[derive(Debug)]
@@ -352,10 +353,7 @@ fn create_name(rt: &ResourceType, v: &mut Value) -> Result<String, ApiError> {
         return Ok(n.to_string());
     }
     if let Some(prefix) = meta_str(v, "generateName").filter(|p| !p.is_empty()) {
-        let suffix: String = clock::short_hash(&clock::random_u64())
-            .chars()
-            .take(5)
-            .collect();
+        let suffix: String = clock::short_hash(&random_u64()).chars().take(5).collect();
         let name = format!("{prefix}{suffix}");
         v["metadata"]["name"] = name.clone().into();
         return Ok(name);

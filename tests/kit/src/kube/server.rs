@@ -1,159 +1,40 @@
-//! Sockets and threads: the accept loop on 127.0.0.1 (closed and reopened on
-//! the same port to make the API unreachable), a thread per connection with
-//! HTTP/1.1 keep-alive over TLS or plain TCP, fault injection, TCP resets,
-//! and the request log.
+//! One connection of the fake API server: HTTP/1.1 keep-alive over TLS or
+//! plain TCP, Go's answer to bad framing, fault injection, and the request
+//! log (sockets and threads are [`crate::net::server`]).
 
-use std::collections::HashMap;
-use std::io::{BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::io::BufReader;
+use std::net::TcpStream;
+use std::thread;
 
 use super::api;
 use super::faults::{self, Action};
-use super::http::{read_request, write_response, ReadError, Request, Response};
 use super::log::LoggedRequest;
 use super::state::Shared;
+use crate::net::http::{read_request, write_response, ReadError, Request, Response};
+use crate::net::server::{reset, Stream};
 
-/// Idle keep-alive connections are closed after this long.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Largest request body accepted (the real API server's limit is 3 MiB).
+const MAX_BODY: usize = 3 * 1024 * 1024;
 
-/// The open connections, so that going unreachable can cut them.
-#[derive(Default)]
-pub(crate) struct Connections {
-    next: AtomicU64,
-    open: Mutex<HashMap<u64, TcpStream>>,
-}
-
-impl Connections {
-    fn add(&self, s: &TcpStream) -> Option<u64> {
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        let clone = s.try_clone().ok()?;
-        self.open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, clone);
-        Some(id)
+/// Serves one connection, over TLS unless in plain-HTTP mode.
+pub(crate) fn serve(shared: &Shared, tcp: TcpStream) {
+    if let Some(conn) = Stream::new(tcp, shared.tls.as_ref()) {
+        requests(shared, conn);
     }
-
-    fn remove(&self, id: u64) {
-        self.open
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&id);
-    }
-
-    /// Shuts every open connection down.
-    pub fn cut_all(&self) {
-        for (_, s) in self.open.lock().unwrap_or_else(|e| e.into_inner()).drain() {
-            let _ = s.shutdown(Shutdown::Both);
-        }
-    }
-}
-
-/// A running accept loop.
-pub(crate) struct Acceptor {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Acceptor {
-    /// Listens on 127.0.0.1:`port` (0 for a random port).
-    pub fn start(
-        shared: Arc<Shared>,
-        conns: Arc<Connections>,
-        port: u16,
-    ) -> std::io::Result<Acceptor> {
-        let listener = TcpListener::bind(("127.0.0.1", port))?;
-        let addr = listener.local_addr()?;
-        let stop = Arc::new(AtomicBool::new(false));
-        let stop2 = stop.clone();
-        let thread = thread::Builder::new()
-            .name("fake-kube-accept".into())
-            .spawn(move || {
-                for stream in listener.incoming() {
-                    if stop2.load(Ordering::SeqCst) {
-                        break;
-                    }
-                    let Ok(stream) = stream else { continue };
-                    let (shared, conns) = (shared.clone(), conns.clone());
-                    let _ = thread::Builder::new()
-                        .name("fake-kube-conn".into())
-                        .spawn(move || serve(&shared, &conns, stream));
-                }
-            })?;
-        Ok(Acceptor {
-            addr,
-            stop,
-            thread: Some(thread),
-        })
-    }
-
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    /// Closes the listening socket: new connections are refused.
-    pub fn stop(mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept; the loop then drops the listener.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-/// A connection's byte stream, with access to the TCP socket under it.
-trait Conn: Read + Write {
-    fn tcp(&self) -> &TcpStream;
-}
-
-impl Conn for TcpStream {
-    fn tcp(&self) -> &TcpStream {
-        self
-    }
-}
-
-impl Conn for rustls::StreamOwned<rustls::ServerConnection, TcpStream> {
-    fn tcp(&self) -> &TcpStream {
-        &self.sock
-    }
-}
-
-fn serve(shared: &Shared, conns: &Connections, stream: TcpStream) {
-    let _ = stream.set_nodelay(true);
-    let _ = stream.set_read_timeout(Some(IDLE_TIMEOUT));
-    let Some(id) = conns.add(&stream) else { return };
-    match &shared.tls {
-        Some(cfg) => {
-            if let Ok(conn) = rustls::ServerConnection::new(cfg.clone()) {
-                requests(shared, rustls::StreamOwned::new(conn, stream));
-            }
-        }
-        None => requests(shared, stream),
-    }
-    conns.remove(id);
 }
 
 /// Serves requests on one connection until it closes.
-fn requests<C: Conn>(shared: &Shared, conn: C) {
+fn requests(shared: &Shared, conn: Stream) {
     let mut reader = BufReader::new(conn);
     loop {
-        let req = match read_request(&mut reader) {
+        let req = match read_request(&mut reader, MAX_BODY) {
             Ok(r) => r,
             Err(ReadError::Closed) => return,
-            Err(ReadError::Malformed) => {
+            Err(ReadError::Malformed | ReadError::TooLarge(_)) => {
                 // What Go's net/http answers to unparseable requests.
-                let resp = Response {
-                    status: 400,
-                    headers: vec![("Content-Type".into(), "text/plain; charset=utf-8".into())],
-                    body: b"400 Bad Request".to_vec(),
-                };
-                let _ = write_response(reader.get_mut(), &resp, true);
+                let resp = Response::new(400, b"400 Bad Request".to_vec())
+                    .with_header("Content-Type", "text/plain; charset=utf-8");
+                let _ = write_response(reader.get_mut(), &resp, false, true);
                 return;
             }
         };
@@ -173,7 +54,7 @@ fn requests<C: Conn>(shared: &Shared, conn: C) {
         };
         log(shared, &req, Some(resp.status));
         let keep = req.keep_alive();
-        if write_response(reader.get_mut(), &resp, !keep).is_err() || !keep {
+        if write_response(reader.get_mut(), &resp, false, !keep).is_err() || !keep {
             return;
         }
     }
@@ -181,9 +62,4 @@ fn requests<C: Conn>(shared: &Shared, conn: C) {
 
 fn log(shared: &Shared, req: &Request, status: Option<u16>) {
     shared.lock().log.push(LoggedRequest::new(req, status));
-}
-
-/// Makes the coming close send RST instead of FIN.
-fn reset(tcp: &TcpStream) {
-    let _ = socket2::SockRef::from(tcp).set_linger(Some(Duration::ZERO));
 }

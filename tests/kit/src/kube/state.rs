@@ -10,6 +10,7 @@ use super::controller::Controller;
 use super::faults::Fault;
 use super::log::LoggedRequest;
 use super::store::Store;
+use crate::net::log::Log;
 
 /// Fixed at start.
 #[derive(Debug, Clone)]
@@ -29,7 +30,7 @@ pub(crate) struct State {
     /// The one bearer token currently accepted.
     pub token: String,
     pub faults: Vec<Fault>,
-    pub log: Vec<LoggedRequest>,
+    pub log: Log<LoggedRequest>,
     pub broken_images: BTreeSet<String>,
     pub controller: Controller,
 }

@@ -1,6 +1,6 @@
 //! Per-run PKI for the fake API server: a throw-away CA and a serving
 //! certificate with the SANs a real API server carries, plus the rustls
-//! server configuration (ring provider only).
+//! server configuration ([`crate::net::server::tls_config`]).
 
 use std::sync::Arc;
 
@@ -8,7 +8,8 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::net::server::tls_config;
 
 /// DNS names on the serving certificate, as on a kubeadm API server.
 const DNS_SANS: [&str; 4] = [
@@ -67,17 +68,8 @@ pub(crate) fn generate() -> Pki {
     let key = KeyPair::generate().expect("generate server key");
     let cert = params.signed_by(&key, &issuer).expect("sign server cert");
 
-    let chain = vec![CertificateDer::from(cert.der().to_vec())];
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server_config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("server certificate matches its key");
     Pki {
         ca_pem: ca_cert.pem(),
-        server_config: Arc::new(server_config),
+        server_config: tls_config(&cert, &key),
     }
 }

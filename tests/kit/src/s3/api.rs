@@ -5,17 +5,17 @@
 //! through [`super::FakeS3::put_object`].
 
 use super::auth::{self, Policy};
-use super::clock::http_date;
 use super::errors::{self, S3Error};
-use super::http::{parse_query, percent_decode, Request, Response};
 use super::state::Shared;
+use crate::net::http::{parse_query, percent_decode_utf8, Request, Response};
+use crate::net::time::http_date;
 
 /// The decoded bucket and key of a raw path (`""` where absent); `None` if
 /// it does not decode to UTF-8.
 pub(crate) fn split_path(raw: &str) -> Option<(String, String)> {
     let rest = raw.strip_prefix('/')?;
     let (bucket, key) = rest.split_once('/').unwrap_or((rest, ""));
-    let decode = |s: &str| String::from_utf8(percent_decode(s, false)?).ok();
+    let decode = |s: &str| percent_decode_utf8(s, false);
     Some((decode(bucket)?, decode(key)?))
 }
 
@@ -29,7 +29,7 @@ fn listing_not_implemented() -> S3Error {
 }
 
 pub(crate) fn handle(shared: &Shared, req: &Request) -> Result<Response, S3Error> {
-    let pairs = parse_query(&req.query).ok_or_else(errors::invalid_uri)?;
+    let pairs = parse_query(&req.query).map_err(|_| errors::invalid_uri())?;
     let (bucket, key) = split_path(&req.path).ok_or_else(errors::invalid_uri)?;
     let policy = Policy {
         credentials: shared.cfg.credentials.as_ref(),

@@ -2,10 +2,11 @@
 //! an anonymous fake), SigV4 in the `Authorization` header, or SigV4 in
 //! presigned query parameters; each failure answers S3's own error.
 
-use super::clock::{iso8601, parse_amz_date};
+use super::clock::parse_amz_date;
 use super::errors::{self, S3Error};
-use super::http::Request;
 use super::sigv4::{self, Scope, ALGORITHM, UNSIGNED_PAYLOAD};
+use crate::net::http::Request;
+use crate::net::time::rfc3339;
 
 /// Requests signed further than this from the server's time are refused.
 const MAX_SKEW_SECS: i64 = 15 * 60;
@@ -131,7 +132,7 @@ fn check_header(
         ));
     };
     if (p.now - t).abs() > MAX_SKEW_SECS {
-        return Err(errors::request_time_too_skewed(amz_date, &iso8601(p.now)));
+        return Err(errors::request_time_too_skewed(amz_date, &rfc3339(p.now)));
     }
     let Some(payload_hash) = req.header("x-amz-content-sha256") else {
         return Err(errors::invalid_request(
@@ -233,8 +234,8 @@ fn check_query(p: &Policy, req: &Request, pairs: &[(String, String)]) -> Result<
     if p.now > expired_at {
         return Err(errors::request_expired(
             expires,
-            &iso8601(expired_at),
-            &iso8601(p.now),
+            &rfc3339(expired_at),
+            &rfc3339(p.now),
         ));
     }
     let payload_hash = param("X-Amz-Content-Sha256").unwrap_or(UNSIGNED_PAYLOAD);

@@ -1,81 +1,8 @@
-//! Time and identifiers as S3 spells them: the fake's clock (wall time plus
-//! an offset the test can advance), RFC 7231 and ISO 8601 dates, SigV4's
-//! `YYYYMMDDTHHMMSSZ`, and random request ids and host ids.
+//! Time and identifiers only S3 spells this way: SigV4's `YYYYMMDDTHHMMSSZ`,
+//! and random request ids and host ids.
 
-use std::collections::hash_map::RandomState;
-use std::hash::{BuildHasher, Hasher};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Wall-clock time shifted by an offset that only grows.
-#[derive(Default)]
-pub(crate) struct Clock {
-    offset_secs: AtomicI64,
-}
-
-impl Clock {
-    /// Seconds since the Unix epoch, as the fake sees it.
-    pub fn now(&self) -> i64 {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        wall + self.offset_secs.load(Ordering::SeqCst)
-    }
-
-    pub fn advance(&self, secs: i64) {
-        self.offset_secs.fetch_add(secs, Ordering::SeqCst);
-    }
-}
-
-/// Howard Hinnant's days-from-civil.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y.rem_euclid(400);
-    let mp = if m > 2 { m - 3 } else { m + 9 };
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// Howard Hinnant's civil-from-days: (year, month, day).
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(month <= 2), month, day)
-}
-
-/// (year, month, day, hour, minute, second) of a Unix time.
-fn parts(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
-    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
-    let s = secs.rem_euclid(86_400);
-    (y, mo, d, s / 3600, s / 60 % 60, s % 60)
-}
-
-/// `Wed, 21 Oct 2015 07:28:00 GMT` (RFC 7231 IMF-fixdate).
-pub(crate) fn http_date(secs: i64) -> String {
-    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-    ];
-    let (y, mo, d, h, mi, s) = parts(secs);
-    let weekday = DAYS[secs.div_euclid(86_400).rem_euclid(7) as usize];
-    let month = MONTHS[(mo - 1) as usize];
-    format!("{weekday}, {d:02} {month} {y:04} {h:02}:{mi:02}:{s:02} GMT")
-}
-
-/// `2015-10-21T07:28:00Z`, as error bodies carry times.
-pub(crate) fn iso8601(secs: i64) -> String {
-    let (y, mo, d, h, mi, s) = parts(secs);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
-}
+use crate::net::random_u64;
+use crate::net::time::days_from_civil;
 
 /// Parses SigV4's `20151021T072800Z`; `None` unless exactly that shape.
 pub(crate) fn parse_amz_date(s: &str) -> Option<i64> {
@@ -95,11 +22,6 @@ pub(crate) fn parse_amz_date(s: &str) -> Option<i64> {
         return None;
     }
     Some(days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec)
-}
-
-/// 64 random bits (std's per-process random SipHash keys; enough for tests).
-pub(crate) fn random_u64() -> u64 {
-    RandomState::new().build_hasher().finish()
 }
 
 /// A request id as S3 spells it: 16 upper-case hex digits.
@@ -126,10 +48,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn formats_and_parses_known_instants() {
-        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(http_date(1_445_412_480), "Wed, 21 Oct 2015 07:28:00 GMT");
-        assert_eq!(iso8601(951_782_400), "2000-02-29T00:00:00Z");
+    fn parses_known_instants() {
         assert_eq!(parse_amz_date("20151021T072800Z"), Some(1_445_412_480));
         assert_eq!(parse_amz_date("20000229T000000Z"), Some(951_782_400));
         for bad in [

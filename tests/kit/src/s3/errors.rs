@@ -2,7 +2,7 @@
 //! puts in each, serialised exactly as S3 does
 //! (`<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>…</Code><Message>…</Message>…<RequestId>…</RequestId><HostId>…</HostId></Error>`).
 
-use super::http::Response;
+use crate::net::http::Response;
 
 /// One S3 error, before it gets its request id.
 #[derive(Debug, Clone, PartialEq)]

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::net;
+
 use super::errors::{self, S3Error};
 
 /// What a faulty request gets.
@@ -27,56 +29,8 @@ pub enum FaultKind {
     Reset,
 }
 
-/// A fault for the next `count` matching requests.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Fault {
-    pub kind: FaultKind,
-    /// Only requests with this method (e.g. `"GET"`); any if `None`.
-    pub method: Option<String>,
-    /// Only requests whose raw path starts with this; any if `None`.
-    pub path_prefix: Option<String>,
-    /// How many more requests it hits.
-    pub count: usize,
-}
-
-impl Fault {
-    /// The fault for the next single request.
-    pub fn new(kind: FaultKind) -> Fault {
-        Fault {
-            kind,
-            method: None,
-            path_prefix: None,
-            count: 1,
-        }
-    }
-
-    /// Hits the next `n` matching requests.
-    pub fn times(mut self, n: usize) -> Fault {
-        self.count = n;
-        self
-    }
-
-    /// Only requests with this method.
-    pub fn method(mut self, method: &str) -> Fault {
-        self.method = Some(method.to_ascii_uppercase());
-        self
-    }
-
-    /// Only requests whose raw path starts with `prefix`.
-    pub fn path_prefix(mut self, prefix: &str) -> Fault {
-        self.path_prefix = Some(prefix.to_string());
-        self
-    }
-
-    fn matches(&self, method: &str, path: &str) -> bool {
-        self.count > 0
-            && self.method.as_deref().is_none_or(|m| m == method)
-            && self
-                .path_prefix
-                .as_deref()
-                .is_none_or(|p| path.starts_with(p))
-    }
-}
+/// A fault for the next `count` matching requests (see [`crate::net::faults::Fault`]).
+pub type Fault = net::faults::Fault<FaultKind>;
 
 /// What the server does with a faulty request.
 pub(crate) enum Action {
@@ -87,11 +41,7 @@ pub(crate) enum Action {
 
 /// Consumes one hit of the first matching fault.
 pub(crate) fn take(faults: &mut Vec<Fault>, method: &str, path: &str) -> Option<Action> {
-    let i = faults.iter().position(|f| f.matches(method, path))?;
-    faults[i].count -= 1;
-    let kind = faults[i].kind.clone();
-    faults.retain(|f| f.count > 0);
-    Some(match kind {
+    Some(match net::faults::take(faults, method, path, |_| true)? {
         FaultKind::InternalError => Action::Fail(errors::internal_error()),
         FaultKind::SlowDown => Action::Fail(errors::slow_down()),
         FaultKind::AccessDenied => Action::Fail(errors::access_denied()),

@@ -1,8 +1,8 @@
 //! The request log tests assert on: every request the fake received, how it
 //! was signed and by which key, and what it answered, in arrival order.
 
-use super::http::{parse_query, Request};
 use super::sigv4;
+use crate::net::http::{parse_query, query_param, Request};
 
 /// How a request claimed to be authenticated (whether the claim held is in
 /// [`LoggedRequest::status`] and [`LoggedRequest::error_code`]).
@@ -113,13 +113,6 @@ impl LoggedRequest {
 
     /// A decoded query parameter.
     pub fn query_param(&self, name: &str) -> Option<String> {
-        parse_query(&self.query)?
-            .into_iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
+        query_param(&self.query, name)
     }
 }
-
-/// A position in the request log, from [`super::FakeS3::mark`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Mark(pub(crate) usize);

@@ -24,7 +24,6 @@ mod auth;
 mod clock;
 mod errors;
 mod faults;
-mod http;
 mod log;
 mod server;
 mod sigv4;
@@ -32,14 +31,16 @@ mod state;
 mod tls;
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
+pub use crate::net::log::Mark;
 pub use faults::{Fault, FaultKind};
-pub use log::{Auth, LoggedRequest, Mark};
+pub use log::{Auth, LoggedRequest};
 
+use crate::net::random_u64;
+use crate::net::server::Listener;
 use auth::Credentials;
-use server::{Acceptor, Connections};
 use state::{Config, Object, Shared};
 
 /// The `Content-Type` S3 stores when an upload names none.
@@ -85,9 +86,7 @@ impl Builder {
 /// A running fake S3; dropping it stops it and removes its files.
 pub struct FakeS3 {
     shared: Arc<Shared>,
-    conns: Arc<Connections>,
-    acceptor: Mutex<Option<Acceptor>>,
-    port: u16,
+    listener: Listener,
     /// Holds `ca.crt` in HTTPS mode.
     dir: Option<PathBuf>,
 }
@@ -111,7 +110,7 @@ impl FakeS3 {
             let dir = std::env::temp_dir().join(format!(
                 "wm-fake-s3-{}-{:016x}",
                 std::process::id(),
-                clock::random_u64()
+                random_u64()
             ));
             std::fs::create_dir_all(&dir).expect("create the fake's directory");
             let (ca_pem, config) = tls::generate();
@@ -125,30 +124,21 @@ impl FakeS3 {
             region: b.region,
         };
         let shared = Arc::new(Shared::new(cfg, tls));
-        let conns = Arc::new(Connections::default());
-        let acceptor =
-            Acceptor::start(shared.clone(), conns.clone(), 0).expect("listen on 127.0.0.1");
+        let shared2 = shared.clone();
         FakeS3 {
-            port: acceptor.port(),
+            listener: Listener::start("s3", move |tcp| server::serve(&shared2, tcp)),
             shared,
-            conns,
-            acceptor: Mutex::new(Some(acceptor)),
             dir,
         }
     }
 
     /// The endpoint, `http://127.0.0.1:PORT` (`https://` in HTTPS mode).
     pub fn url(&self) -> String {
-        let scheme = if self.shared.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        };
-        format!("{scheme}://127.0.0.1:{}", self.port)
+        self.listener.url(self.shared.tls.is_some())
     }
 
     pub fn port(&self) -> u16 {
-        self.port
+        self.listener.port()
     }
 
     pub fn region(&self) -> &str {
@@ -212,21 +202,7 @@ impl FakeS3 {
     /// `false` closes the listener and cuts open connections (connections
     /// are refused); `true` listens again on the same port.
     pub fn set_reachable(&self, reachable: bool) {
-        let mut acceptor = self.acceptor.lock().unwrap_or_else(|e| e.into_inner());
-        match (reachable, acceptor.is_some()) {
-            (false, true) => {
-                if let Some(a) = acceptor.take() {
-                    a.stop();
-                }
-                self.conns.cut_all();
-            }
-            (true, false) => {
-                let a = Acceptor::start(self.shared.clone(), self.conns.clone(), self.port)
-                    .expect("listen again on the same port");
-                *acceptor = Some(a);
-            }
-            _ => {}
-        }
+        self.listener.set_reachable(reachable);
     }
 
     /// Queues a fault; faults are matched in the order injected.
@@ -241,18 +217,17 @@ impl FakeS3 {
 
     /// Every request so far.
     pub fn log(&self) -> Vec<LoggedRequest> {
-        self.shared.lock().log.clone()
+        self.shared.lock().log.all()
     }
 
     /// The current end of the request log.
     pub fn mark(&self) -> Mark {
-        Mark(self.shared.lock().log.len())
+        self.shared.lock().log.mark()
     }
 
     /// Requests received after `mark`.
     pub fn requests_since(&self, mark: Mark) -> Vec<LoggedRequest> {
-        let st = self.shared.lock();
-        st.log.get(mark.0..).unwrap_or_default().to_vec()
+        self.shared.lock().log.since(mark)
     }
 }
 

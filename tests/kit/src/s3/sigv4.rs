@@ -6,7 +6,7 @@
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use super::http::percent_decode;
+use crate::net::http::percent_decode;
 
 pub(crate) const ALGORITHM: &str = "AWS4-HMAC-SHA256";
 /// The payload hash of presigned requests (and of header-signed ones that opt out).

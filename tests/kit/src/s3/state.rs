@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use md5::{Digest, Md5};
 
 use super::auth::Credentials;
-use super::clock::Clock;
 use super::faults::Fault;
 use super::log::LoggedRequest;
 use super::sigv4::hex;
+use crate::net::log::Log;
+use crate::net::time::Clock;
 
 /// Fixed at start.
 pub(crate) struct Config {
@@ -46,7 +47,7 @@ pub(crate) struct State {
     /// Bucket name → key → object.
     pub buckets: BTreeMap<String, BTreeMap<String, Object>>,
     pub faults: Vec<Fault>,
-    pub log: Vec<LoggedRequest>,
+    pub log: Log<LoggedRequest>,
 }
 
 pub(crate) struct Shared {

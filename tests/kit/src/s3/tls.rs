@@ -1,6 +1,6 @@
 //! Per-run PKI for the fake S3 in HTTPS mode: a throw-away CA and a serving
 //! certificate for `127.0.0.1` and `localhost`, with the rustls server
-//! configuration (ring provider only).
+//! configuration ([`crate::net::server::tls_config`]).
 
 use std::sync::Arc;
 
@@ -8,7 +8,8 @@ use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+
+use crate::net::server::tls_config;
 
 /// Generates the CA and the serving certificate: (CA PEM, server config).
 pub(crate) fn generate() -> (String, Arc<rustls::ServerConfig>) {
@@ -31,14 +32,5 @@ pub(crate) fn generate() -> (String, Arc<rustls::ServerConfig>) {
     let key = KeyPair::generate().expect("generate server key");
     let cert = params.signed_by(&key, &issuer).expect("sign server cert");
 
-    let chain = vec![CertificateDer::from(cert.der().to_vec())];
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der()));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("ring supports the default protocol versions")
-        .with_no_client_auth()
-        .with_single_cert(chain, key)
-        .expect("server certificate matches its key");
-    (ca_pem, Arc::new(config))
+    (ca_pem, tls_config(&cert, &key))
 }

@@ -1,11 +1,11 @@
-//! Time as the fake backend sees it: wall-clock seconds plus an offset the
-//! test sets (to make a node's timestamps look stale or from the future),
-//! and RFC 3339 timestamps as the contract's bodies carry them.
+//! Time as the fakes see and spell it: a clock the test can shift (wall
+//! time plus an offset), and the calendar math behind RFC 3339 timestamps
+//! (formatted and parsed) and HTTP-dates.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Wall-clock time shifted by a settable offset.
+/// Wall-clock time shifted by an offset the test sets or advances.
 #[derive(Default)]
 pub(crate) struct Clock {
     offset_secs: AtomicI64,
@@ -14,21 +14,30 @@ pub(crate) struct Clock {
 impl Clock {
     /// Seconds since the Unix epoch, as the fake sees it.
     pub fn now(&self) -> i64 {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
-        wall.saturating_add(self.offset_secs.load(Ordering::SeqCst))
+        unix_now().saturating_add(self.offset_secs.load(Ordering::SeqCst))
     }
 
-    /// From now on the fake's clock is wall time plus `secs` (negative: behind).
+    /// Moves the clock `secs` forward.
+    pub fn advance(&self, secs: i64) {
+        self.offset_secs.fetch_add(secs, Ordering::SeqCst);
+    }
+
+    /// From now on the clock is wall time plus `secs` (negative: behind).
     pub fn set_offset(&self, secs: i64) {
         self.offset_secs.store(secs, Ordering::SeqCst);
     }
 }
 
+/// Wall-clock seconds since the Unix epoch.
+pub(crate) fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
 /// Howard Hinnant's days-from-civil.
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y.rem_euclid(400);
@@ -36,6 +45,44 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let doy = (153 * mp + 2) / 5 + d - 1;
     let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
     era * 146_097 + doe - 719_468
+}
+
+/// Howard Hinnant's civil-from-days: (year, month, day).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(month <= 2), month, day)
+}
+
+/// (year, month, day, hour, minute, second) of a Unix time.
+fn parts(secs: i64) -> (i64, i64, i64, i64, i64, i64) {
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let s = secs.rem_euclid(86_400);
+    (y, mo, d, s / 3600, s / 60 % 60, s % 60)
+}
+
+/// `2015-10-21T07:28:00Z`: RFC 3339 in UTC, whole seconds.
+pub(crate) fn rfc3339(secs: i64) -> String {
+    let (y, mo, d, h, mi, s) = parts(secs);
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
+}
+
+/// `Wed, 21 Oct 2015 07:28:00 GMT` (RFC 7231 IMF-fixdate).
+pub(crate) fn http_date(secs: i64) -> String {
+    const DAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let (y, mo, d, h, mi, s) = parts(secs);
+    let weekday = DAYS[secs.div_euclid(86_400).rem_euclid(7) as usize];
+    let month = MONTHS[(mo - 1) as usize];
+    format!("{weekday}, {d:02} {month} {y:04} {h:02}:{mi:02}:{s:02} GMT")
 }
 
 fn days_in_month(y: i64, m: i64) -> i64 {
@@ -102,6 +149,15 @@ pub(crate) fn parse_rfc3339(s: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn formats_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(rfc3339(1_735_725_600), "2025-01-01T10:00:00Z");
+        assert_eq!(http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(1_445_412_480), "Wed, 21 Oct 2015 07:28:00 GMT");
+    }
 
     #[test]
     fn parses_rfc3339_date_times() {
