@@ -4,52 +4,29 @@
 
 use std::time::{Duration, Instant};
 
-use wm_testkit::backend::{sample_manifest, FakeBackend, Fault, FaultKind};
-use wm_testkit::kube::FakeKube;
+use wm_testkit::backend::{Fault, FaultKind};
+use wm_testkit::node::{FakeNode, TEST_ADDRESS};
 use wm_testkit::proc::{wait_for, Manager, TempDir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_workload-manager");
-/// The address of wm_testkit::proc::TEST_KEY.
-const ADDRESS: &str = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23";
+const ADDRESS: &str = TEST_ADDRESS;
 
-struct Node {
-    backend: FakeBackend,
-    kube: FakeKube,
+struct Node(FakeNode);
+
+impl std::ops::Deref for Node {
+    type Target = FakeNode;
+    fn deref(&self) -> &FakeNode {
+        &self.0
+    }
 }
 
 impl Node {
     fn new() -> Node {
-        Node {
-            backend: FakeBackend::start(),
-            kube: FakeKube::builder().namespace("edge").start(),
-        }
+        Node(FakeNode::new())
     }
 
     fn start(&self, env: &[(&str, &str)]) -> Manager {
-        let (url, kube, token, ca) = (
-            self.backend.url(),
-            self.kube.url(),
-            self.kube.token_file(),
-            self.kube.ca_file(),
-        );
-        let mut all = vec![
-            ("NODE_SYSTEM_ENDPOINT", url.as_str()),
-            ("WM_KUBE_API_URL", kube.as_str()),
-            ("WM_KUBE_TOKEN_FILE", token.to_str().unwrap()),
-            ("WM_KUBE_CA_FILE", ca.to_str().unwrap()),
-        ];
-        all.extend_from_slice(env);
-        Manager::start(BIN, &all)
-    }
-
-    /// Publishes `workloads` with a manifest for each.
-    fn want(&self, workloads: &[(&str, &str)]) {
-        for (name, version) in workloads {
-            let image = format!("registry.example/{name}:{version}");
-            self.backend
-                .put_manifest(name, version, sample_manifest(name, &image));
-        }
-        self.backend.set_workloads(ADDRESS, workloads);
+        self.0.start(BIN, env)
     }
 
     /// Ids of the reports the backend stored, in arrival order.

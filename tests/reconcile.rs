@@ -5,58 +5,36 @@
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use wm_testkit::backend::{sample_manifest, FakeBackend};
-use wm_testkit::kube::{FakeKube, Fault, FaultKind};
+use wm_testkit::kube::{Fault, FaultKind};
+use wm_testkit::node::{FakeNode, TEST_ADDRESS};
 use wm_testkit::proc::{wait_for, Manager};
 
 const BIN: &str = env!("CARGO_BIN_EXE_workload-manager");
-const ADDRESS: &str = "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23";
+const ADDRESS: &str = TEST_ADDRESS;
 
-struct Node {
-    backend: FakeBackend,
-    kube: FakeKube,
+struct Node(FakeNode);
+
+impl std::ops::Deref for Node {
+    type Target = FakeNode;
+    fn deref(&self) -> &FakeNode {
+        &self.0
+    }
 }
 
 impl Node {
     fn new() -> Node {
-        Node {
-            backend: FakeBackend::start(),
-            kube: FakeKube::builder().namespace("edge").start(),
-        }
+        Node(FakeNode::new())
     }
 
     fn start(&self) -> Manager {
         self.start_with(&[])
     }
 
+    /// Reports are kept out of the way: one an hour.
     fn start_with(&self, env: &[(&str, &str)]) -> Manager {
-        let (url, kube, token, ca) = (
-            self.backend.url(),
-            self.kube.url(),
-            self.kube.token_file(),
-            self.kube.ca_file(),
-        );
-        let mut all = vec![
-            ("NODE_SYSTEM_ENDPOINT", url.as_str()),
-            ("WM_KUBE_API_URL", kube.as_str()),
-            ("WM_KUBE_TOKEN_FILE", token.to_str().unwrap()),
-            ("WM_KUBE_CA_FILE", ca.to_str().unwrap()),
-            ("WM_REPORT_INTERVAL", "1h"),
-        ];
+        let mut all = vec![("WM_REPORT_INTERVAL", "1h")];
         all.extend_from_slice(env);
-        Manager::start(BIN, &all)
-    }
-
-    /// Publishes `workloads` with a manifest for each.
-    fn want(&self, workloads: &[(&str, &str)]) {
-        for (name, version) in workloads {
-            self.backend.put_manifest(
-                name,
-                version,
-                sample_manifest(name, &format!("registry.example/{name}:{version}")),
-            );
-        }
-        self.backend.set_workloads(ADDRESS, workloads);
+        self.0.start(BIN, &all)
     }
 }
 

@@ -5,5 +5,6 @@ pub mod backend;
 pub mod bench;
 pub mod kube;
 pub mod net;
+pub mod node;
 pub mod proc;
 pub mod s3;
