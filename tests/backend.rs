@@ -9,30 +9,14 @@ use wm_testkit::node::{FakeNode, TEST_ADDRESS};
 use wm_testkit::proc::{wait_for, Manager, TempDir};
 
 const BIN: &str = env!("CARGO_BIN_EXE_workload-manager");
-const ADDRESS: &str = TEST_ADDRESS;
 
-struct Node(FakeNode);
-
-impl std::ops::Deref for Node {
-    type Target = FakeNode;
-    fn deref(&self) -> &FakeNode {
-        &self.0
-    }
+fn start(node: &FakeNode, env: &[(&str, &str)]) -> Manager {
+    node.start(BIN, env)
 }
 
-impl Node {
-    fn new() -> Node {
-        Node(FakeNode::new())
-    }
-
-    fn start(&self, env: &[(&str, &str)]) -> Manager {
-        self.0.start(BIN, env)
-    }
-
-    /// Ids of the reports the backend stored, in arrival order.
-    fn report_ids(&self) -> Vec<String> {
-        self.backend.reports().into_iter().map(|r| r.id).collect()
-    }
+/// Ids of the reports the backend stored, in arrival order.
+fn report_ids(node: &FakeNode) -> Vec<String> {
+    node.backend.reports().into_iter().map(|r| r.id).collect()
 }
 
 /// `(boot, sequence)` of a report id `<address>-<boot>-<seq>`.
@@ -40,7 +24,7 @@ fn id_parts(id: &str) -> (u64, u64) {
     let mut parts = id.rsplitn(3, '-');
     let seq = parts.next().unwrap().parse().unwrap();
     let boot = parts.next().unwrap().parse().unwrap();
-    assert_eq!(parts.next().unwrap(), ADDRESS);
+    assert_eq!(parts.next().unwrap(), TEST_ADDRESS);
     (boot, seq)
 }
 
@@ -50,9 +34,9 @@ fn status(m: &Manager) -> serde_json::Value {
 
 #[test]
 fn requests_are_signed_and_the_desired_state_is_used() {
-    let node = Node::new();
+    let node = FakeNode::new();
     node.want(&[("web", "1.4.0")]);
-    let m = node.start(&[]);
+    let m = start(&node, &[]);
     let v = wait_for(
         "a sync with the desired state",
         Duration::from_secs(15),
@@ -62,7 +46,7 @@ fn requests_are_signed_and_the_desired_state_is_used() {
                 .then_some(v)
         },
     );
-    assert_eq!(v["manager"]["nodeAddress"], ADDRESS);
+    assert_eq!(v["manager"]["nodeAddress"], TEST_ADDRESS);
     assert_eq!(v["lastSync"]["outcome"], "ok", "{v}");
     let log = node.backend.log();
     assert!(!log.is_empty());
@@ -88,14 +72,17 @@ fn requests_are_signed_and_the_desired_state_is_used() {
 
 #[test]
 fn an_idle_sync_costs_one_304_and_nothing_else() {
-    let node = Node::new();
+    let node = FakeNode::new();
     node.want(&[("web", "1.4.0")]);
-    let m = node.start(&[("WM_REPORT_INTERVAL", "1h"), ("WM_UPDATE_INTERVAL", "1h")]);
+    let m = start(
+        &node,
+        &[("WM_REPORT_INTERVAL", "1h"), ("WM_UPDATE_INTERVAL", "1h")],
+    );
     wait_for("the first sync", Duration::from_secs(15), || {
         (status(&m)["lastSync"]["outcome"] == "ok").then_some(())
     });
     let mark = node.backend.mark();
-    let etag = node.backend.etag(ADDRESS);
+    let etag = node.backend.etag(TEST_ADDRESS);
     assert_eq!(m.post("/v1/sync", "application/json", "").status, 202);
     let fetch = node
         .backend
@@ -118,9 +105,9 @@ fn an_idle_sync_costs_one_304_and_nothing_else() {
 
 #[test]
 fn a_desired_state_that_does_not_validate_changes_nothing() {
-    let node = Node::new();
+    let node = FakeNode::new();
     node.want(&[("web", "1.4.0")]);
-    let mut m = node.start(&[]);
+    let mut m = start(&node, &[]);
     wait_for("the first sync", Duration::from_secs(15), || {
         (status(&m)["lastSync"]["outcome"] == "ok").then_some(())
     });
@@ -131,7 +118,7 @@ fn a_desired_state_that_does_not_validate_changes_nothing() {
     ];
     for fault in cases {
         // A new ETag, so the manager reads a full answer, which the fault garbles.
-        node.backend.set_workloads(ADDRESS, &[("other", "9")]);
+        node.backend.set_workloads(TEST_ADDRESS, &[("other", "9")]);
         node.backend.inject(
             Fault::new(fault.clone())
                 .method("GET")
@@ -167,7 +154,7 @@ fn a_desired_state_that_does_not_validate_changes_nothing() {
     }
     // Names that are not labels, and duplicates, are refused whole.
     node.backend
-        .set_workloads(ADDRESS, &[("web", "1.4.0"), ("web", "1.5.0")]);
+        .set_workloads(TEST_ADDRESS, &[("web", "1.4.0"), ("web", "1.5.0")]);
     assert_eq!(m.post("/v1/sync", "application/json", "").status, 202);
     let v = wait_for("the refused state", Duration::from_secs(20), || {
         let v = status(&m);
@@ -183,9 +170,12 @@ fn a_desired_state_that_does_not_validate_changes_nothing() {
 
 #[test]
 fn reports_come_every_window_with_healthy_seconds() {
-    let node = Node::new();
+    let node = FakeNode::new();
     node.want(&[("web", "1.4.0")]);
-    let m = node.start(&[("WM_REPORT_INTERVAL", "2s"), ("WM_HEARTBEAT_TIMEOUT", "1s")]);
+    let m = start(
+        &node,
+        &[("WM_REPORT_INTERVAL", "2s"), ("WM_HEARTBEAT_TIMEOUT", "1s")],
+    );
     wait_for("the desired state", Duration::from_secs(15), || {
         (status(&m)["workloads"][0]["desiredVersion"] == "1.4.0").then_some(())
     });
@@ -258,8 +248,8 @@ fn reports_come_every_window_with_healthy_seconds() {
 
 #[test]
 fn an_outage_loses_no_report_and_sends_each_once() {
-    let node = Node::new();
-    let m = node.start(&[("WM_REPORT_INTERVAL", "1s")]);
+    let node = FakeNode::new();
+    let m = start(&node, &[("WM_REPORT_INTERVAL", "1s")]);
     assert!(node.backend.wait_for_reports(2, Duration::from_secs(20)));
     node.backend.set_reachable(false);
     wait_for("reports to queue", Duration::from_secs(30), || {
@@ -269,7 +259,7 @@ fn an_outage_loses_no_report_and_sends_each_once() {
     wait_for("the outbox to empty", Duration::from_secs(30), || {
         (status(&m)["outbox"]["queued"] == 0).then_some(())
     });
-    let ids = node.report_ids();
+    let ids = report_ids(&node);
     let seqs: Vec<u64> = ids.iter().map(|id| id_parts(id).1).collect();
     assert!(seqs.len() >= 7);
     assert_eq!(
@@ -290,14 +280,14 @@ fn an_outage_loses_no_report_and_sends_each_once() {
 
 #[test]
 fn a_restart_in_an_outage_loses_nothing_with_a_state_dir() {
-    let node = Node::new();
+    let node = FakeNode::new();
     let dir = TempDir::new("state");
     let state = dir.0.to_str().unwrap().to_string();
     let env = [
         ("WM_REPORT_INTERVAL", "1s"),
         ("WM_STATE_DIR", state.as_str()),
     ];
-    let mut first = node.start(&env);
+    let mut first = start(&node, &env);
     assert!(node.backend.wait_for_reports(1, Duration::from_secs(20)));
     node.backend.set_reachable(false);
     wait_for("reports to queue", Duration::from_secs(30), || {
@@ -316,13 +306,13 @@ fn a_restart_in_an_outage_loses_nothing_with_a_state_dir() {
         })
         .collect();
     assert!(queued.len() >= 3);
-    let second = node.start(&env);
+    let second = start(&node, &env);
     node.backend.set_reachable(true);
     wait_for("the old reports to arrive", Duration::from_secs(30), || {
-        let ids = node.report_ids();
+        let ids = report_ids(&node);
         queued.iter().all(|q| ids.contains(q)).then_some(())
     });
-    let ids = node.report_ids();
+    let ids = report_ids(&node);
     let first_boot: Vec<u64> = ids
         .iter()
         .map(|id| id_parts(id))
@@ -342,8 +332,8 @@ fn a_restart_in_an_outage_loses_nothing_with_a_state_dir() {
 
 #[test]
 fn retry_after_is_honoured() {
-    let node = Node::new();
-    let m = node.start(&[("WM_REPORT_INTERVAL", "1s")]);
+    let node = FakeNode::new();
+    let m = start(&node, &[("WM_REPORT_INTERVAL", "1s")]);
     assert!(node.backend.wait_for_reports(1, Duration::from_secs(20)));
     let mark = node.backend.mark();
     node.backend
@@ -373,9 +363,12 @@ fn retry_after_is_honoured() {
 
 #[test]
 fn a_hung_backend_delays_heartbeats_by_at_most_the_call_timeout() {
-    let node = Node::new();
+    let node = FakeNode::new();
     node.want(&[("web", "1.4.0")]);
-    let mut m = node.start(&[("WM_HTTP_TIMEOUT", "2s"), ("WM_REPORT_INTERVAL", "1h")]);
+    let mut m = start(
+        &node,
+        &[("WM_HTTP_TIMEOUT", "2s"), ("WM_REPORT_INTERVAL", "1h")],
+    );
     wait_for("the first sync", Duration::from_secs(15), || {
         (status(&m)["lastSync"]["outcome"] == "ok").then_some(())
     });
@@ -419,9 +412,9 @@ fn a_hung_backend_delays_heartbeats_by_at_most_the_call_timeout() {
 
 #[test]
 fn sigterm_sends_the_last_partial_window() {
-    let node = Node::new();
+    let node = FakeNode::new();
     node.want(&[("web", "1.4.0")]);
-    let mut m = node.start(&[("WM_REPORT_INTERVAL", "1h")]);
+    let mut m = start(&node, &[("WM_REPORT_INTERVAL", "1h")]);
     wait_for("the desired state", Duration::from_secs(15), || {
         (status(&m)["workloads"][0]["desiredVersion"] == "1.4.0").then_some(())
     });
