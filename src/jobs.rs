@@ -415,17 +415,8 @@ impl Sync {
 /// What the plan needs of a Deployment.
 fn observe(d: &Deployment) -> Observed {
     Observed {
-        managed: d
-            .metadata
-            .labels
-            .get(reconcile::LABEL_MANAGED_BY.0)
-            .map(String::as_str)
-            == Some(reconcile::LABEL_MANAGED_BY.1),
-        version: d
-            .metadata
-            .annotations
-            .get(reconcile::ANNOTATION_VERSION)
-            .cloned(),
+        managed: d.metadata.labels.managed_by.as_deref() == Some(reconcile::LABEL_MANAGED_BY.1),
+        version: d.metadata.annotations.version.clone(),
         generation: d.metadata.generation,
     }
 }

@@ -8,7 +8,6 @@
 //! because projected tokens rotate. It must never list, change or delete a
 //! Deployment without the managed-by label (see the README).
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -24,6 +23,8 @@ pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by=workload-manager";
 pub const TOKEN_MAX_AGE: Duration = Duration::from_secs(60);
 /// Largest response body read from the API server.
 pub const MAX_RESPONSE: u64 = 16 * 1024 * 1024;
+/// Largest error body read: a Status is small.
+const MAX_ERROR_BODY: u64 = 64 * 1024;
 
 /// A failed call, with what an operator needs to act on it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,11 +111,25 @@ pub struct Deployment {
 pub struct ObjectMeta {
     pub name: String,
     #[serde(default)]
-    pub labels: BTreeMap<String, String>,
+    pub labels: Labels,
     #[serde(default)]
-    pub annotations: BTreeMap<String, String>,
+    pub annotations: Annotations,
     #[serde(default)]
     pub generation: i64,
+}
+
+/// The labels the manager reads; others are skipped while decoding.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Labels {
+    #[serde(rename = "app.kubernetes.io/managed-by")]
+    pub managed_by: Option<String>,
+}
+
+/// The annotations the manager reads; others are skipped while decoding.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Annotations {
+    #[serde(rename = "workload-manager/version")]
+    pub version: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -298,10 +313,15 @@ impl Kube {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok())
             .map(Duration::from_secs);
+        let limit = if (200..300).contains(&code) {
+            MAX_RESPONSE
+        } else {
+            MAX_ERROR_BODY
+        };
         let body = response
             .body_mut()
             .with_config()
-            .limit(MAX_RESPONSE)
+            .limit(limit)
             .read_to_vec()
             .map_err(|e| KubeError::Unreachable(format!("reading the answer: {e}")))?;
         if (200..300).contains(&code) {
@@ -415,6 +435,34 @@ mod tests {
             retry_after: Some(Duration::from_secs(3)),
         };
         assert_eq!(e.retry_after(), Some(Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn decoding_keeps_the_ownership_label_and_version_and_skips_the_rest() {
+        use crate::reconcile::{ANNOTATION_VERSION, LABEL_MANAGED_BY};
+        let json = serde_json::json!({
+            "metadata": {
+                "name": "web",
+                "generation": 3,
+                "labels": {LABEL_MANAGED_BY.0: LABEL_MANAGED_BY.1, "app": "web"},
+                "annotations": {ANNOTATION_VERSION: "1.2.0", "other": "x"},
+                "managedFields": [{"manager": "kubectl"}]
+            },
+            "spec": {"replicas": 2, "template": {}},
+            "status": {"observedGeneration": 3, "availableReplicas": 2}
+        });
+        let d: Deployment = serde_json::from_value(json).unwrap();
+        assert_eq!(
+            d.metadata.labels.managed_by.as_deref(),
+            Some(LABEL_MANAGED_BY.1)
+        );
+        assert_eq!(d.metadata.annotations.version.as_deref(), Some("1.2.0"));
+        assert_eq!((d.metadata.generation, d.spec.replicas), (3, Some(2)));
+        assert_eq!(d.status.available_replicas, 2);
+        let bare: Deployment =
+            serde_json::from_value(serde_json::json!({"metadata": {"name": "x"}})).unwrap();
+        assert_eq!(bare.metadata.labels.managed_by, None);
+        assert_eq!(bare.metadata.annotations.version, None);
     }
 
     #[test]

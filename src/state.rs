@@ -63,11 +63,7 @@ pub struct DeploymentView {
 impl DeploymentView {
     pub fn of(d: &crate::kube::Deployment) -> DeploymentView {
         DeploymentView {
-            version: d
-                .metadata
-                .annotations
-                .get(crate::reconcile::ANNOTATION_VERSION)
-                .cloned(),
+            version: d.metadata.annotations.version.clone(),
             rollout: crate::reconcile::rollout(d),
             ready: Some(format!(
                 "{}/{}",

@@ -48,7 +48,12 @@ fn creates_applies_lists_and_deletes_only_its_own() {
         .unwrap();
     assert_eq!(created.metadata.generation, 1);
     assert_eq!(
-        created.metadata.annotations["workload-manager/version"],
+        created
+            .metadata
+            .annotations
+            .version
+            .as_deref()
+            .unwrap_or_default(),
         "1.4.0"
     );
     let listed: Vec<String> = k
@@ -76,7 +81,14 @@ fn creates_applies_lists_and_deletes_only_its_own() {
         .unwrap();
     assert_eq!(applied.metadata.generation, 2);
     assert_eq!(
-        k.get("web", now).unwrap().unwrap().metadata.annotations["workload-manager/version"],
+        k.get("web", now)
+            .unwrap()
+            .unwrap()
+            .metadata
+            .annotations
+            .version
+            .as_deref()
+            .unwrap_or_default(),
         "1.5.0"
     );
     assert_eq!(k.get("nope", now).unwrap(), None);

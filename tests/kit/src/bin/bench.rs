@@ -25,10 +25,11 @@ use wm_testkit::bench::wrk;
 use wm_testkit::kube::FakeKube;
 use wm_testkit::proc::{Manager, TempDir};
 
-const USAGE: &str = "usage: bench [--quick] [--bin PATH]
+const USAGE: &str = "usage: bench [--quick] [--sync N] [--bin PATH]
 
   --quick     10 s idle window instead of 60 s (idle CPU scaled to a minute),
               load rounds of 2 s instead of 5 s
+  --sync N    only the sync rows, with N desired workloads
   --bin PATH  the workload-manager binary to measure (default: the one next
               to this executable, i.e. target/release/workload-manager)
 
@@ -116,11 +117,16 @@ fn progress(what: &str) {
 
 fn main() -> ExitCode {
     let mut quick = false;
+    let mut only_sync: Option<usize> = None;
     let mut bin: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => quick = true,
+            "--sync" => match args.next().and_then(|n| n.parse().ok()) {
+                Some(n) => only_sync = Some(n),
+                None => return usage("--sync needs a number of workloads"),
+            },
             "--bin" => match args.next() {
                 Some(p) => bin = Some(PathBuf::from(p)),
                 None => return usage("--bin needs a path"),
@@ -148,7 +154,17 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    run(&bin, &Plan::new(quick));
+    match only_sync {
+        Some(n) => {
+            let mut report = Report::default();
+            let _ = syncs(&bin, n, &mut report);
+            print!("{}", table(&report.rows));
+            for line in &report.raw {
+                println!("- {line}");
+            }
+        }
+        None => run(&bin, &Plan::new(quick)),
+    }
     ExitCode::SUCCESS
 }
 
@@ -235,8 +251,12 @@ fn run(bin: &Path, plan: &Plan) {
     drop(kube);
     drop(backend);
     reporting(&mut report);
-    for n in [10, 100, 1000] {
-        syncs(bin, n, &mut report);
+    let rss: Vec<Option<f64>> = [10, 100, 1000]
+        .into_iter()
+        .map(|n| syncs(bin, n, &mut report))
+        .collect();
+    if let (Some(small), Some(large)) = (rss[1], rss[2]) {
+        growth(small, large, &mut report);
     }
 
     let mut out = String::new();
@@ -264,10 +284,36 @@ fn run(bin: &Path, plan: &Plan) {
     print!("{out}");
 }
 
+/// Resident memory per managed workload between 100 and 1,000 of them,
+/// beyond the cached manifests (compact JSON text, as the manager keeps them).
+fn growth(rss_100_kib: f64, rss_1000_kib: f64, report: &mut Report) {
+    use wm_testkit::backend::sample_manifest;
+    let manifest_bytes: usize = (100..1000)
+        .map(|i| {
+            let name = format!("w{i:04}");
+            sample_manifest(&name, &format!("registry.example/{name}:1"))
+                .to_string()
+                .len()
+        })
+        .sum();
+    let per_workload = (rss_1000_kib - rss_100_kib) / 900.0;
+    let manifest = manifest_bytes as f64 / 900.0 / 1024.0;
+    report.rows.push(Row::below(
+        "RSS growth per managed workload from 100 to 1,000, beyond the cached manifests",
+        per_workload - manifest,
+        2.0,
+        "KiB",
+        2,
+    ));
+    report.raw(format!(
+        "RSS growth: {per_workload:.2} KiB per workload, of which the cached manifest text is {manifest:.2} KiB"
+    ));
+}
+
 /// Syncs with `n` desired workloads: the initial sync's wall time, then
 /// idle syncs (nothing changed): requests and main-thread CPU, median of 5;
-/// and resident memory per workload.
-fn syncs(bin: &Path, n: usize, report: &mut Report) {
+/// and resident memory (KiB, returned) with all of them managed.
+fn syncs(bin: &Path, n: usize, report: &mut Report) -> Option<f64> {
     use wm_testkit::backend::{sample_manifest, FakeBackend};
     progress(&format!("syncs with {n} workloads"));
     let kube = FakeKube::builder().namespace("edge").start();
@@ -314,7 +360,7 @@ fn syncs(bin: &Path, n: usize, report: &mut Report) {
             "not done within 120 s",
             "< 30 s",
         ));
-        return;
+        return None;
     }
     // Let the rollouts complete and the manager see it, so the next syncs are idle.
     kube.settle();
@@ -385,6 +431,7 @@ fn syncs(bin: &Path, n: usize, report: &mut Report) {
     report.raw.push(format!(
         "{n} workloads: idle sync CPU ms {cpu_ms:?}, requests {requests:?}, RSS {rss_kib} kB"
     ));
+    Some(rss_kib)
 }
 
 /// Building one health report for 100 workloads and signing its delivery,

@@ -39,12 +39,17 @@ struct Rollout {
     started: Instant,
     /// Available pods of the last completed rollout.
     stable: i64,
+    /// The resourceVersion after the last tick that left nothing pending:
+    /// while the object keeps it, there is nothing to do.
+    settled: Option<String>,
 }
 
 /// The controller's memory.
 #[derive(Debug, Default)]
 pub(crate) struct Controller {
     rollouts: HashMap<String, Rollout>,
+    /// `State::broken_images` changed since the last tick.
+    pub images_changed: bool,
     /// When each deleting object (by uid) was first seen.
     deleting: HashMap<String, Instant>,
 }
@@ -70,31 +75,52 @@ fn scaled(v: Option<&Value>, total: i64, round_up: bool) -> i64 {
 /// changes at once (broken rollouts still wait for their deadline).
 pub(crate) fn tick(state: &mut State, cfg: &Config, now: Instant, ignore_delay: bool) {
     collect_garbage(state, cfg, now, ignore_delay);
-    let deployments: Vec<Value> = state
-        .store
-        .list(DEPLOYMENTS.resource)
-        .map(|s| s.value.clone())
-        .collect();
+    let recheck_all = std::mem::take(&mut state.controller.images_changed) || ignore_delay;
     let mut live = BTreeSet::new();
-    for d in deployments {
+    let mut work = Vec::new();
+    for s in state.store.list(DEPLOYMENTS.resource) {
+        let meta = &s.value["metadata"];
+        let uid = meta["uid"].as_str().unwrap_or_default().to_string();
+        let rv = meta["resourceVersion"].as_str();
+        let settled = state
+            .controller
+            .rollouts
+            .get(&uid)
+            .and_then(|r| r.settled.as_deref());
+        if recheck_all || settled.is_none() || settled != rv {
+            work.push(s.value.clone());
+        }
+        live.insert(uid);
+    }
+    for d in work {
         let uid = d["metadata"]["uid"]
             .as_str()
             .unwrap_or_default()
             .to_string();
-        live.insert(uid.clone());
-        let Some(new) = reconcile(state, cfg, &uid, &d, now, ignore_delay) else {
-            continue;
-        };
-        let name = d["metadata"]["name"].as_str().unwrap_or_default();
-        // A status write the fake itself computed cannot fail validation.
-        let _ = write_status(
-            &mut state.store,
-            &DEPLOYMENTS,
-            &cfg.namespace,
-            MANAGER,
-            name,
-            new,
-        );
+        let rv = d["metadata"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string);
+        let (new, pending) = reconcile(state, cfg, &uid, &d, now, ignore_delay);
+        let mut after = rv;
+        if let Some(new) = new {
+            let name = d["metadata"]["name"].as_str().unwrap_or_default();
+            // A status write the fake itself computed cannot fail validation.
+            if let Ok(written) = write_status(
+                &mut state.store,
+                &DEPLOYMENTS,
+                &cfg.namespace,
+                MANAGER,
+                name,
+                new,
+            ) {
+                after = written["metadata"]["resourceVersion"]
+                    .as_str()
+                    .map(str::to_string);
+            }
+        }
+        if let Some(r) = state.controller.rollouts.get_mut(&uid) {
+            r.settled = if pending { None } else { after };
+        }
     }
     state
         .controller
@@ -132,7 +158,8 @@ fn collect_garbage(state: &mut State, cfg: &Config, now: Instant, ignore_delay: 
         .retain(|uid, _| deleting.contains(uid));
 }
 
-/// The Deployment with its status brought up to date, if it is time to.
+/// The Deployment with its status brought up to date, if it is time to,
+/// and whether a later tick has more to do (a delay or a deadline pending).
 fn reconcile(
     state: &mut State,
     cfg: &Config,
@@ -140,7 +167,7 @@ fn reconcile(
     d: &Value,
     now: Instant,
     ignore_delay: bool,
-) -> Option<Value> {
+) -> (Option<Value>, bool) {
     let generation = d["metadata"]["generation"].as_i64().unwrap_or(1);
     let template = d["spec"]["template"].clone();
     let r = state
@@ -154,6 +181,7 @@ fn reconcile(
             changed: now,
             started: now,
             stable: 0,
+            settled: None,
         });
     if r.generation != generation {
         r.generation = generation;
@@ -165,7 +193,7 @@ fn reconcile(
         }
     }
     if !ignore_delay && now.duration_since(r.changed) < cfg.controller_delay {
-        return None;
+        return (None, true);
     }
     let images = template["spec"]["containers"]
         .as_array()
@@ -206,6 +234,7 @@ fn reconcile(
         d["metadata"]["name"].as_str().unwrap_or_default(),
         clock::short_hash(&template.to_string())
     );
+    let mut timed_out = false;
     let progressing = if healthy {
         (
             "True",
@@ -213,6 +242,7 @@ fn reconcile(
             format!("ReplicaSet \"{rs}\" has successfully progressed."),
         )
     } else if now.duration_since(r.started) >= cfg.progress_deadline {
+        timed_out = true;
         (
             "False",
             "ProgressDeadlineExceeded",
@@ -272,13 +302,16 @@ fn reconcile(
     }
     status["conditions"] = conditions.into();
 
+    let pending = !healthy && !timed_out;
     let mut out = d.clone();
     out["status"] = status;
     let revision = r.revision.to_string();
-    let meta = out["metadata"].as_object_mut()?;
+    let Some(meta) = out["metadata"].as_object_mut() else {
+        return (None, pending);
+    };
     let annotations = meta.entry("annotations").or_insert_with(|| json!({}));
     annotations[REVISION] = revision.into();
-    Some(out)
+    (Some(out), pending)
 }
 
 /// A condition, keeping the previous timestamps when nothing changed.

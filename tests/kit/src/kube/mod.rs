@@ -295,7 +295,9 @@ impl FakeKube {
 
     /// Pods using this exact image reference (e.g. `"repo:tag"`) never become ready.
     pub fn mark_broken_image(&self, image: &str) {
-        self.shared.lock().broken_images.insert(image.to_string());
+        let mut st = self.shared.lock();
+        st.broken_images.insert(image.to_string());
+        st.controller.images_changed = true;
     }
 
     /// Runs the controller now, observing pending changes without the delay.
