@@ -49,6 +49,8 @@ pub struct Agent<C: Clock> {
     kube: Kube,
     backend: Backend,
     running: Option<(JobId, Box<dyn Job>, Instant)>,
+    /// Whether the leader-only jobs are running.
+    leading: bool,
 }
 
 impl<C: Clock> Agent<C> {
@@ -88,6 +90,19 @@ impl<C: Clock> Agent<C> {
             timing(config.update_interval, config.update_interval),
             now,
         );
+        // The Lease comes first; the other jobs wait until this instance leads.
+        scheduler.add(
+            JobId::Lease,
+            Timing {
+                interval: crate::lease::PERIOD,
+                first_within: Duration::ZERO,
+                spread: 0.0,
+            },
+            now,
+        );
+        for id in JobId::ALL.into_iter().filter(|id| id.leader_only()) {
+            scheduler.pause(id);
+        }
         let kube = Kube::new(&config.kube, &config.namespace, config.http_timeout);
         let mut state = State::new(identity, config.heartbeat_timeout, now);
         state.boot_id = crate::clock::unix_millis(clock.wall());
@@ -116,6 +131,7 @@ impl<C: Clock> Agent<C> {
             kube,
             backend,
             running: None,
+            leading: false,
         }
     }
 
@@ -124,7 +140,10 @@ impl<C: Clock> Agent<C> {
         loop {
             if signals::stop_requested() {
                 log::info!("stopping");
-                self.flush();
+                if self.leading {
+                    self.flush();
+                    self.release();
+                }
                 return Exit::Stopped;
             }
             if let Err(exit) = self.turn() {
@@ -177,7 +196,65 @@ impl<C: Clock> Agent<C> {
             return Err(Exit::Deaf);
         }
         self.step_job();
+        self.follow_election();
         Ok(())
+    }
+
+    /// Starts the leader-only jobs when this instance becomes the leader and
+    /// stops them (a run in progress included) when it no longer is.
+    fn follow_election(&mut self) {
+        let now = self.clock.now();
+        let leading = self.state.election.leading(now);
+        if leading == self.leading {
+            return;
+        }
+        self.leading = leading;
+        let leader_only = JobId::ALL.into_iter().filter(|id| id.leader_only());
+        if leading {
+            log::info!(
+                "leading: this instance ({}) holds Lease {}",
+                self.state.election.identity(),
+                crate::lease::NAME
+            );
+            if self.state.election.take_over_flag() {
+                // The previous holder reported up to now; start a fresh window.
+                self.state.workloads.close_window(now);
+            }
+            for id in leader_only {
+                self.scheduler.resume(id, now);
+            }
+        } else {
+            log::warn!(
+                "no longer leading ({}); sync, reports and update checks stop",
+                match self.state.election.holder() {
+                    Some(h) => format!("{h} holds Lease {}", crate::lease::NAME),
+                    None => "the Lease could not be renewed".to_string(),
+                }
+            );
+            for id in leader_only {
+                self.scheduler.pause(id);
+            }
+            if let Some((id, _, started)) = self.running.take_if(|(id, _, _)| id.leader_only()) {
+                self.state.job_done(
+                    id,
+                    crate::state::Outcome::Skipped,
+                    "stopped: no longer the leader".to_string(),
+                    self.clock.wall(),
+                    now.saturating_duration_since(started),
+                );
+            }
+        }
+    }
+
+    /// Gives up the Lease on the way out, so a successor takes over at once.
+    fn release(&mut self) {
+        let Some(lease) = self.state.election.release(self.clock.wall()) else {
+            return;
+        };
+        match self.kube.update_lease(&lease, self.clock.now()) {
+            Ok(_) => log::info!("released Lease {}", crate::lease::NAME),
+            Err(e) => log::warn!("could not release Lease {}: {e}", crate::lease::NAME),
+        }
     }
 
     /// How long to wait for requests before the next job step is due.
@@ -375,6 +452,20 @@ mod tests {
         })
     }
 
+    /// Makes the agent the leader as if it had just created the Lease (its
+    /// Kubernetes API is down, so the Lease job keeps failing; leadership
+    /// lasts the renew deadline from here).
+    fn lead(agent: &mut Agent<VirtualClock>, clock: &VirtualClock) {
+        use crate::lease::{Answer, Call, Lease};
+        let now = clock.now();
+        let election = &mut agent.state.election;
+        election.answered(&Call::Get, Answer::Absent, now);
+        let call = election.next_call("default", now, clock.wall());
+        let mut lease = Lease::default();
+        lease.spec.holder_identity = Some(election.identity().to_string());
+        election.answered(&call, Answer::Lease(lease), now);
+    }
+
     /// Turns the loop until `done` or 200 turns.
     fn turn_until(
         agent: &mut Agent<VirtualClock>,
@@ -392,6 +483,14 @@ mod tests {
     #[test]
     fn jobs_run_on_virtual_time_and_failures_back_off() {
         let (mut agent, clock) = agent();
+        agent.turn().unwrap();
+        clock.advance(FIRST_SYNC_WITHIN);
+        agent.turn().unwrap();
+        assert!(
+            agent.state.jobs[&JobId::Sync].last.is_none(),
+            "only the leader syncs"
+        );
+        lead(&mut agent, &clock);
         agent.turn().unwrap();
         assert!(
             agent.state.jobs[&JobId::Report].last.is_none(),
@@ -417,6 +516,7 @@ mod tests {
 
         // A report window closes once a minute, on the virtual clock.
         clock.advance(Duration::from_secs(60));
+        lead(&mut agent, &clock);
         turn_until(&mut agent, |a| a.state.jobs[&JobId::Report].last.is_some());
         let report = agent.state.jobs[&JobId::Report].last.clone().unwrap();
         assert_eq!(report.outcome, Outcome::Error, "the backend is down");
@@ -435,6 +535,8 @@ mod tests {
     #[test]
     fn post_sync_runs_a_sync_at_once() {
         let (mut agent, clock) = agent();
+        lead(&mut agent, &clock);
+        agent.turn().unwrap();
         clock.advance(FIRST_SYNC_WITHIN);
         turn_until(&mut agent, |a| a.state.jobs[&JobId::Sync].last.is_some());
         // Pretend it succeeded long ago: the next regular run is minutes away.

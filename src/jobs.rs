@@ -78,6 +78,7 @@ pub fn start(id: JobId) -> Box<dyn Job> {
         JobId::Sync => Box::new(Sync::default()),
         JobId::Report => Box::new(Report::default()),
         JobId::UpdateCheck => Box::new(UpdateCheck),
+        JobId::Lease => Box::new(LeaseJob::default()),
     }
 }
 
@@ -481,6 +482,83 @@ impl Job for UpdateCheck {
         };
         Step::Done(Done {
             outcome: Outcome::Skipped,
+            detail,
+            next: Next::Regular,
+        })
+    }
+}
+
+/// Lease: renews the leader-election Lease while this instance holds it,
+/// otherwise looks at it and takes it over when its holder is gone (see
+/// `lease.rs`). At most a read and a write per run; failures are retried
+/// at the next period, not backed off, so a holder renews in time.
+#[derive(Default)]
+struct LeaseJob {
+    calls: u8,
+}
+
+impl Job for LeaseJob {
+    fn step(&mut self, cx: &mut Context<'_>) -> Step {
+        use crate::lease::{Answer, Call};
+        let call = cx
+            .state
+            .election
+            .next_call(&cx.config.namespace, cx.now, cx.wall);
+        let result = match &call {
+            Call::Wait => return self.done(cx, Outcome::Ok, String::new()),
+            Call::Get => cx
+                .kube
+                .get_lease(cx.now)
+                .map(|l| l.map_or(Answer::Absent, Answer::Lease)),
+            Call::Create(lease) => cx.kube.create_lease(lease, cx.now).map(Answer::Lease),
+            Call::Update(lease) => cx.kube.update_lease(lease, cx.now).map(Answer::Lease),
+        };
+        self.calls += 1;
+        let answer = match result {
+            Ok(answer) => answer,
+            Err(KubeError::Api { code: 409, .. }) => Answer::Conflict,
+            Err(e) => {
+                cx.state.election.answered(&call, Answer::Failed, cx.now);
+                return self.done(cx, Outcome::Error, format!("Lease: {e}"));
+            }
+        };
+        if !cx.state.kube_answered {
+            log::info!("Kubernetes API answered");
+        }
+        cx.state.kube_answered = true;
+        let conflict = answer == Answer::Conflict;
+        cx.state.election.answered(&call, answer, cx.now);
+        let wrote = matches!(call, Call::Create(_) | Call::Update(_));
+        if (wrote && !conflict) || self.calls >= 3 {
+            return self.done(cx, Outcome::Ok, String::new());
+        }
+        // After a read, or a write someone else beat: read or write once more.
+        Step::Continue
+    }
+}
+
+impl LeaseJob {
+    fn done(&self, cx: &mut Context<'_>, outcome: Outcome, error: String) -> Step {
+        let e = &cx.state.election;
+        let role = if e.leading(cx.now) {
+            format!(
+                "leader: {} holds Lease {}",
+                e.identity(),
+                crate::lease::NAME
+            )
+        } else {
+            match e.holder() {
+                Some(h) => format!("follower: {h} holds Lease {}", crate::lease::NAME),
+                None => "no leader yet".to_string(),
+            }
+        };
+        let detail = if error.is_empty() {
+            role
+        } else {
+            format!("{error}; {role}")
+        };
+        Step::Done(Done {
+            outcome,
             detail,
             next: Next::Regular,
         })

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 
 use crate::config::KubeConfig;
+use crate::lease::Lease;
 
 /// The field manager of our server-side applies.
 pub const FIELD_MANAGER: &str = "workload-manager";
@@ -191,11 +192,7 @@ impl Kube {
     /// One Deployment by name; `None` when there is none.
     pub fn get(&mut self, name: &str, now: Instant) -> Result<Option<Deployment>, KubeError> {
         let path = format!("{}/{name}", self.collection());
-        match self.send("GET", &path, None, now) {
-            Ok(body) => decode(&body).map(Some),
-            Err(KubeError::Api { code: 404, .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.read(&path, now)
     }
 
     /// Creates a Deployment; a name already taken is a 409 error, so this
@@ -205,15 +202,58 @@ impl Kube {
         manifest: &serde_json::Value,
         now: Instant,
     ) -> Result<Deployment, KubeError> {
-        let body = manifest.to_string();
         let path = self.collection();
-        let answer = self.send(
-            "POST",
-            &path,
-            Some(("application/json", body.as_bytes())),
-            now,
-        )?;
-        decode(&answer)
+        self.write("POST", &path, "application/json", manifest, now)
+    }
+
+    /// The manager's own Deployment as JSON (self-update reads its image,
+    /// annotations and rollout); `None` when there is none.
+    pub fn get_raw(
+        &mut self,
+        name: &str,
+        now: Instant,
+    ) -> Result<Option<serde_json::Value>, KubeError> {
+        let path = format!("{}/{name}", self.collection());
+        self.read(&path, now)
+    }
+
+    /// A JSON patch (RFC 6902) of one Deployment; its `test` operations make
+    /// the whole patch fail (422) when the object changed since it was read.
+    pub fn json_patch(
+        &mut self,
+        name: &str,
+        ops: &serde_json::Value,
+        now: Instant,
+    ) -> Result<serde_json::Value, KubeError> {
+        let path = format!("{}/{name}?fieldManager={FIELD_MANAGER}", self.collection());
+        self.write("PATCH", &path, "application/json-patch+json", ops, now)
+    }
+
+    /// The election Lease; `None` when there is none.
+    pub fn get_lease(&mut self, now: Instant) -> Result<Option<Lease>, KubeError> {
+        let path = format!("{}/{}", self.leases(), crate::lease::NAME);
+        self.read(&path, now)
+    }
+
+    /// Creates the election Lease (409 when another instance was first).
+    pub fn create_lease(
+        &mut self,
+        lease: &serde_json::Value,
+        now: Instant,
+    ) -> Result<Lease, KubeError> {
+        let path = self.leases();
+        self.write("POST", &path, "application/json", lease, now)
+    }
+
+    /// Replaces the election Lease; its resourceVersion makes this fail
+    /// with 409 when someone else wrote it since we read it.
+    pub fn update_lease(
+        &mut self,
+        lease: &serde_json::Value,
+        now: Instant,
+    ) -> Result<Lease, KubeError> {
+        let path = format!("{}/{}", self.leases(), crate::lease::NAME);
+        self.write("PUT", &path, "application/json", lease, now)
     }
 
     /// Server-side apply as field manager `workload-manager`, forcing
@@ -224,17 +264,43 @@ impl Kube {
         manifest: &serde_json::Value,
         now: Instant,
     ) -> Result<Deployment, KubeError> {
-        let body = manifest.to_string();
         let path = format!(
             "{}/{name}?fieldManager={FIELD_MANAGER}&force=true",
             self.collection()
         );
-        let answer = self.send(
+        self.write(
             "PATCH",
             &path,
-            Some(("application/apply-patch+yaml", body.as_bytes())),
+            "application/apply-patch+yaml",
+            manifest,
             now,
-        )?;
+        )
+    }
+
+    /// GET of one object; 404 is `None`.
+    fn read<T: serde::de::DeserializeOwned>(
+        &mut self,
+        path: &str,
+        now: Instant,
+    ) -> Result<Option<T>, KubeError> {
+        match self.send("GET", path, None, now) {
+            Ok(body) => decode(&body).map(Some),
+            Err(KubeError::Api { code: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// A call that sends `body` and answers with the object written.
+    fn write<T: serde::de::DeserializeOwned>(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &serde_json::Value,
+        now: Instant,
+    ) -> Result<T, KubeError> {
+        let body = body.to_string();
+        let answer = self.send(method, path, Some((content_type, body.as_bytes())), now)?;
         decode(&answer)
     }
 
@@ -249,6 +315,13 @@ impl Kube {
 
     fn collection(&self) -> String {
         format!("/apis/apps/v1/namespaces/{}/deployments", self.namespace)
+    }
+
+    fn leases(&self) -> String {
+        format!(
+            "/apis/coordination.k8s.io/v1/namespaces/{}/leases",
+            self.namespace
+        )
     }
 
     /// One call; a 401 re-reads the token and tries once more (safe for

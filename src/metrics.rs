@@ -34,6 +34,12 @@ pub fn render(state: &State, now: Instant, _wall: SystemTime) -> String {
     );
     m.sample("wm_ready", &[], u64::from(state.kube_answered));
     m.family(
+        "wm_leader",
+        "gauge",
+        "1 while this instance holds the leader-election Lease.",
+    );
+    m.sample("wm_leader", &[], u64::from(state.election.leading(now)));
+    m.family(
         "wm_outbox_reports",
         "gauge",
         "Health reports waiting for the backend.",

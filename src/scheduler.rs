@@ -16,16 +16,24 @@ pub enum JobId {
     Report,
     /// Look for a newer manager release.
     UpdateCheck,
+    /// Hold or watch the leader-election Lease.
+    Lease,
 }
 
 impl JobId {
-    pub const ALL: [JobId; 3] = [JobId::Sync, JobId::Report, JobId::UpdateCheck];
+    pub const ALL: [JobId; 4] = [JobId::Sync, JobId::Report, JobId::UpdateCheck, JobId::Lease];
+
+    /// Only the leader runs this job.
+    pub fn leader_only(self) -> bool {
+        self != JobId::Lease
+    }
 
     pub fn name(self) -> &'static str {
         match self {
             JobId::Sync => "sync",
             JobId::Report => "report",
             JobId::UpdateCheck => "update-check",
+            JobId::Lease => "lease",
         }
     }
 }
@@ -67,6 +75,8 @@ struct Entry {
     timing: Timing,
     due: Instant,
     failures: u32,
+    /// A paused job is never due (a follower's leader-only jobs).
+    paused: bool,
 }
 
 /// The schedule of all jobs.
@@ -92,19 +102,44 @@ impl Scheduler {
             timing,
             due: now + first,
             failures: 0,
+            paused: false,
         });
+    }
+
+    /// Stops `id` from coming due until [`Scheduler::resume`].
+    pub fn pause(&mut self, id: JobId) {
+        if let Some(e) = self.entry(id) {
+            e.paused = true;
+        }
+    }
+
+    /// Lets a paused `id` run again, first within its `first_within` of
+    /// `now`, as after a start. A job not paused keeps its deadline.
+    pub fn resume(&mut self, id: JobId, now: Instant) {
+        let Some(idx) = self.entries.iter().position(|e| e.id == id && e.paused) else {
+            return;
+        };
+        let first = self.rng.below(self.entries[idx].timing.first_within);
+        let e = &mut self.entries[idx];
+        e.paused = false;
+        e.failures = 0;
+        e.due = now + first;
     }
 
     /// The earliest deadline, if any job is scheduled.
     pub fn next_due(&self) -> Option<Instant> {
-        self.entries.iter().map(|e| e.due).min()
+        self.entries
+            .iter()
+            .filter(|e| !e.paused)
+            .map(|e| e.due)
+            .min()
     }
 
     /// The job whose deadline has passed first, if any.
     pub fn due(&self, now: Instant) -> Option<JobId> {
         self.entries
             .iter()
-            .filter(|e| e.due <= now)
+            .filter(|e| !e.paused && e.due <= now)
             .min_by_key(|e| e.due)
             .map(|e| e.id)
     }
@@ -341,6 +376,34 @@ mod tests {
         s.run_now(JobId::Sync, later);
         assert_eq!(s.due(later), Some(JobId::Sync));
         assert_eq!(s.next_due(), Some(later));
+    }
+
+    #[test]
+    fn a_paused_job_is_never_due_and_resumes_as_after_a_start() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(1);
+        s.add(JobId::Sync, timing(MIN * 10), t0);
+        s.add(JobId::Lease, timing(Duration::from_secs(5)), t0);
+        s.pause(JobId::Sync);
+        assert_eq!(s.due(t0), Some(JobId::Lease));
+        s.finished(JobId::Lease, Next::Regular, t0);
+        let lease_due = s.next_due().unwrap();
+        assert!(lease_due > t0, "the paused sync does not count as due");
+        s.run_now(JobId::Sync, t0);
+        assert_eq!(
+            s.due(t0 + MIN),
+            Some(JobId::Lease),
+            "run-now does not unpause"
+        );
+        let later = t0 + MIN * 30;
+        s.pause(JobId::Lease);
+        s.resume(JobId::Sync, later);
+        assert_eq!(s.due(later), Some(JobId::Sync), "first_within is zero here");
+        // Resuming a job that is not paused keeps its deadline.
+        s.finished(JobId::Sync, Next::Regular, later);
+        s.resume(JobId::Sync, later);
+        assert_eq!(s.due(later), None);
+        assert!(s.next_due().unwrap() >= later + MIN * 9);
     }
 
     #[test]

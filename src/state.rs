@@ -54,8 +54,8 @@ pub struct DeploymentView {
     /// Its `workload-manager/version` annotation.
     pub version: Option<String>,
     pub rollout: crate::reconcile::Rollout,
-    /// `ready/wanted` replicas, e.g. `2/2`.
-    pub ready: Option<String>,
+    /// Ready and wanted replicas.
+    pub ready: Option<(i64, i64)>,
     /// Why it is not as desired, for an operator.
     pub error: Option<String>,
 }
@@ -65,13 +65,15 @@ impl DeploymentView {
         DeploymentView {
             version: d.metadata.annotations.version.clone(),
             rollout: crate::reconcile::rollout(d),
-            ready: Some(format!(
-                "{}/{}",
-                d.status.ready_replicas,
-                d.spec.replicas.unwrap_or(1)
-            )),
+            ready: Some((d.status.ready_replicas, d.spec.replicas.unwrap_or(1))),
             error: None,
         }
+    }
+
+    /// `ready/wanted`, e.g. `2/2`.
+    pub fn ready_text(&self) -> Option<String> {
+        self.ready
+            .map(|(ready, wanted)| format!("{ready}/{wanted}"))
     }
 
     /// A state without a Deployment of ours to show: missing, conflict, invalid, failed.
@@ -150,10 +152,13 @@ pub struct State {
     pub boot_id: u64,
     /// Reports built so far in this run.
     pub reports_built: u64,
+    /// Leader election: only the Lease holder syncs, reports and updates.
+    pub election: crate::lease::Election,
 }
 
 impl State {
     pub fn new(identity: Identity, heartbeat_timeout: Duration, now: Instant) -> State {
+        let identity_pod = identity.pod_name.clone();
         State {
             identity,
             started: now,
@@ -174,6 +179,7 @@ impl State {
             outbox: Outbox::in_memory(),
             boot_id: 0,
             reports_built: 0,
+            election: crate::lease::Election::new(&identity_pod),
         }
     }
 

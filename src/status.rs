@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::clock::{human, rfc3339};
 use crate::scheduler::JobId;
-use crate::state::{Outcome, State};
+use crate::state::{DeploymentView, Outcome, State};
 
 /// The status document (see the README's HTTP API section for its fields).
 pub fn json(state: &State, now: Instant, _wall: SystemTime) -> Value {
@@ -25,7 +25,7 @@ pub fn json(state: &State, now: Instant, _wall: SystemTime) -> Value {
                 "message": hb.map(|h| h.message.as_str()),
                 "lastHeartbeatAt": hb.map(|h| rfc3339(h.at_wall)),
                 "heartbeatAgeSeconds": hb.map(|h| now.saturating_duration_since(h.at).as_secs()),
-                "ready": deployment(state, name).and_then(|d| d.ready.as_deref()),
+                "ready": deployment(state, name).and_then(DeploymentView::ready_text),
                 "rollout": deployment(state, name).map(|d| d.rollout.as_str()),
                 "error": deployment(state, name).and_then(|d| d.error.as_deref()),
                 "healthySeconds": state.workloads.healthy_so_far(name, now).as_secs(),
@@ -53,13 +53,15 @@ pub fn json(state: &State, now: Instant, _wall: SystemTime) -> Value {
             "namespace": id.namespace,
             "podName": id.pod_name,
             "nodeAddress": id.node_address,
-            "leader": true,
+            "leader": state.election.leading(now),
+            "leaseHolder": state.election.holder(),
             "ready": state.kube_answered,
         },
         "workloads": workloads,
         "lastSync": job(JobId::Sync),
         "lastReport": job(JobId::Report),
         "lastUpdateCheck": job(JobId::UpdateCheck),
+        "lastLease": job(JobId::Lease),
         "outbox": {
             "queued": state.outbox.len(),
             "bytes": state.outbox.bytes(),
@@ -78,7 +80,14 @@ pub fn text(state: &State, now: Instant, wall: SystemTime) -> String {
         human(now.saturating_duration_since(state.started)),
         id.namespace,
         id.node_address.as_deref().unwrap_or("-"),
-        "leader",
+        if state.election.leading(now) {
+            "leader".to_string()
+        } else {
+            format!(
+                "follower (leader: {})",
+                state.election.holder().unwrap_or("none yet")
+            )
+        },
         if state.kube_answered {
             "ready"
         } else {

@@ -114,17 +114,23 @@ fn without_kubernetes_it_serves_but_is_not_ready() {
     let r = m.get("/readyz");
     assert_eq!((r.status, r.error().as_str()), (503, "not_ready"));
     assert_eq!(m.get("/healthz").body, "ok");
-    // The first sync (within 5 s of start) fails and says why.
-    let v = wait_for("a failed sync", Duration::from_secs(15), || {
+    // The first Lease call (at start) fails and says why; without the
+    // Lease nothing syncs.
+    let v = wait_for("a failed Lease call", Duration::from_secs(15), || {
         let v = m.get("/v1/status").json();
-        (v["lastSync"]["outcome"] == "error").then_some(v)
+        (v["lastLease"]["outcome"] == "error").then_some(v)
     });
     assert!(
-        v["lastSync"]["error"]
+        v["lastLease"]["error"]
             .as_str()
             .unwrap()
             .contains("Kubernetes API unreachable"),
         "{v}"
+    );
+    assert_eq!(v["manager"]["leader"], false);
+    assert_eq!(
+        v["lastSync"]["outcome"], "never",
+        "a follower does not sync"
     );
     assert_still_serving(&mut m);
 }
@@ -144,11 +150,14 @@ fn ready_once_the_kubernetes_api_answers_over_tls_by_ip() {
     wait_for("readiness", Duration::from_secs(15), || {
         (m.get("/readyz").status == 200).then_some(())
     });
-    let listed = kube
-        .log()
-        .iter()
-        .any(|r| r.method == "GET" && r.path == "/apis/apps/v1/namespaces/edge/deployments");
-    assert!(listed, "the manager listed its Deployments");
+    // It leads (the only instance) and lists its Deployments within 5 s.
+    wait_for("a LIST of Deployments", Duration::from_secs(15), || {
+        kube.log()
+            .iter()
+            .any(|r| r.method == "GET" && r.path == "/apis/apps/v1/namespaces/edge/deployments")
+            .then_some(())
+    });
+    assert_eq!(m.get("/v1/status").json()["manager"]["leader"], true);
 }
 
 #[test]
@@ -164,12 +173,12 @@ fn a_certificate_from_another_ca_is_refused() {
             ("WM_KUBE_CA_FILE", other_ca.to_str().unwrap()),
         ],
     );
-    let v = wait_for("a failed sync", Duration::from_secs(15), || {
+    let v = wait_for("a failed Lease call", Duration::from_secs(15), || {
         let v = m.get("/v1/status").json();
-        (v["lastSync"]["outcome"] == "error").then_some(v)
+        (v["lastLease"]["outcome"] == "error").then_some(v)
     });
     assert!(
-        v["lastSync"]["error"]
+        v["lastLease"]["error"]
             .as_str()
             .unwrap()
             .contains("unreachable"),

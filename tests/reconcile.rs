@@ -10,6 +10,8 @@ use wm_testkit::node::{FakeNode, TEST_ADDRESS};
 use wm_testkit::proc::{wait_for, Manager};
 
 const BIN: &str = env!("CARGO_BIN_EXE_workload-manager");
+/// The Deployments collection of the fake node's namespace.
+const DEPLOYMENTS: &str = "/apis/apps/v1/namespaces/edge/deployments";
 
 /// Starts the manager with reports kept out of the way (one an hour).
 fn start_with(node: &FakeNode, env: &[(&str, &str)]) -> Manager {
@@ -134,15 +136,27 @@ fn the_cluster_comes_to_match_the_desired_state() {
         .iter()
         .any(|a| a.workload == "web" && a.version == "1.5.0"));
 
-    // Nothing changed: per sync one LIST, no write, and one 304 from the backend.
+    // Nothing changed: per sync one LIST, no write, and one 304 from the
+    // backend (the Lease renewals every 5 s are the only other calls).
     node.kube.settle();
     sync(&m);
     let (kmark, bmark) = (node.kube.mark(), node.backend.mark());
     sync(&m); // two runs
-    let k = node.kube.requests_since(kmark);
+    let k: Vec<_> = node
+        .kube
+        .requests_since(kmark)
+        .into_iter()
+        .filter(|r| !r.path.contains("/leases"))
+        .collect();
     assert_eq!(k.len(), 2, "{k:#?}");
-    assert!(k.iter().all(|r| r.method == "GET"));
-    assert!(node.kube.writes_since(kmark).is_empty());
+    assert!(k
+        .iter()
+        .all(|r| r.method == "GET" && r.path.starts_with(DEPLOYMENTS)));
+    assert!(node
+        .kube
+        .writes_since(kmark)
+        .iter()
+        .all(|r| r.path.contains("/leases")));
     let b = node.backend.requests_since(bmark);
     assert_eq!(b.len(), 2, "{b:#?}");
     assert!(b.iter().all(|r| r.status == Some(304)), "{b:#?}");
@@ -260,8 +274,11 @@ fn one_failing_workload_does_not_stop_the_others() {
     let node = FakeNode::new();
     node.want(&[("api", "1"), ("web", "1")]);
     // The first create (api: plans go in name order) fails.
-    node.kube
-        .inject(Fault::new(FaultKind::InternalError).method("POST"));
+    node.kube.inject(
+        Fault::new(FaultKind::InternalError)
+            .method("POST")
+            .path_prefix(DEPLOYMENTS),
+    );
     let m = start(&node);
     wait_for("web created", Duration::from_secs(20), || {
         node.kube.deployment("web").map(|_| ())
@@ -315,12 +332,14 @@ fn storms_of_429_and_503_are_ridden_out_without_a_busy_loop() {
             retry_after: Some(1),
         })
         .times(2)
-        .method("GET"),
+        .method("GET")
+        .path_prefix(DEPLOYMENTS),
     );
     node.kube.inject(
         Fault::new(FaultKind::ServiceUnavailable)
             .times(1)
-            .method("GET"),
+            .method("GET")
+            .path_prefix(DEPLOYMENTS),
     );
     let mark = node.kube.mark();
     let m = start(&node);
@@ -331,7 +350,7 @@ fn storms_of_429_and_503_are_ridden_out_without_a_busy_loop() {
         .kube
         .requests_since(mark)
         .iter()
-        .filter(|r| r.method == "GET")
+        .filter(|r| r.method == "GET" && r.path.starts_with(DEPLOYMENTS))
         .count();
     assert!(
         reads <= 7,
@@ -349,8 +368,11 @@ fn a_hung_api_server_delays_heartbeats_by_at_most_the_call_timeout() {
         node.kube.deployment("web").map(|_| ())
     });
     let mark = node.kube.mark();
-    node.kube
-        .inject(Fault::new(FaultKind::Hang(Duration::from_secs(30))).method("GET"));
+    node.kube.inject(
+        Fault::new(FaultKind::Hang(Duration::from_secs(30)))
+            .method("GET")
+            .path_prefix(DEPLOYMENTS),
+    );
     assert_eq!(m.post("/v1/sync", "application/json", "").status, 202);
     wait_for("the hung call", Duration::from_secs(10), || {
         (!node.kube.requests_since(mark).is_empty()).then_some(())
