@@ -48,6 +48,8 @@ pub struct Agent<C: Clock> {
     probe: SelfProbe,
     kube: Kube,
     backend: Backend,
+    /// The self-update file's client (or why it could not be set up).
+    s3: Option<Result<crate::s3::S3, String>>,
     running: Option<(JobId, Box<dyn Job>, Instant)>,
     /// Whether the leader-only jobs are running.
     leading: bool,
@@ -121,6 +123,10 @@ impl<C: Clock> Agent<C> {
         }
         let probe = SelfProbe::new(server.local_addr(), now);
         let backend = Backend::new(&config.backend_url, node, config.http_timeout);
+        let s3 = config
+            .update
+            .as_ref()
+            .map(|u| crate::s3::S3::new(u, config.http_timeout).map_err(|e| e.to_string()));
         Agent {
             clock,
             config,
@@ -130,6 +136,7 @@ impl<C: Clock> Agent<C> {
             probe,
             kube,
             backend,
+            s3,
             running: None,
             leading: false,
         }
@@ -320,6 +327,7 @@ impl<C: Clock> Agent<C> {
             kube: &mut self.kube,
             backend: &self.backend,
             config: &self.config,
+            s3: self.s3.as_ref(),
             now,
             wall: self.clock.wall(),
         };

@@ -15,6 +15,7 @@ pub mod names;
 pub mod outbox;
 pub mod reconcile;
 pub mod report;
+pub mod s3;
 pub mod scheduler;
 pub mod server;
 pub mod signals;

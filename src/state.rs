@@ -154,6 +154,19 @@ pub struct State {
     pub reports_built: u64,
     /// Leader election: only the Lease holder syncs, reports and updates.
     pub election: crate::lease::Election,
+    /// A self-update this instance started and is watching.
+    pub self_update: Option<PendingUpdate>,
+}
+
+/// A rollout of a newer manager release, watched until it is available or
+/// rolled back.
+#[derive(Debug, Clone)]
+pub struct PendingUpdate {
+    pub version: crate::update::Version,
+    /// The image to go back to.
+    pub from_image: String,
+    pub to_image: String,
+    pub started: Instant,
 }
 
 impl State {
@@ -180,6 +193,7 @@ impl State {
             boot_id: 0,
             reports_built: 0,
             election: crate::lease::Election::new(&identity_pod),
+            self_update: None,
         }
     }
 

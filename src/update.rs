@@ -332,6 +332,73 @@ fn quote(s: &str) -> String {
     format!("\"{shown}{more}\"")
 }
 
+/// The manager's container in its own Deployment (JSON as read): its
+/// index in the pod template and its image.
+pub fn own_container(deployment: &Value, container: &str) -> Result<(usize, String), String> {
+    let containers = deployment
+        .pointer("/spec/template/spec/containers")
+        .and_then(Value::as_array)
+        .ok_or("the Deployment has no containers")?;
+    let (index, found) = containers
+        .iter()
+        .enumerate()
+        .find(|(_, c)| c["name"] == container)
+        .ok_or_else(|| format!("the Deployment has no container named {container:?}"))?;
+    let image = found["image"]
+        .as_str()
+        .ok_or_else(|| format!("container {container:?} has no image"))?;
+    Ok((index, image.to_string()))
+}
+
+/// The version recorded as rolled back on the manager's own Deployment.
+pub fn rejected_on(deployment: &Value) -> Option<Version> {
+    let annotation = deployment
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(ANNOTATION_REJECTED))
+        .and_then(Value::as_str);
+    rejected(annotation)
+}
+
+/// A JSON patch (RFC 6902) that changes the image of container `index`
+/// from `from` to `to` and nothing else, failing as a whole if that
+/// container is no longer `name` running `from`; with `reject`, it also
+/// records that version as rolled back.
+pub fn image_patch(
+    deployment: &Value,
+    index: usize,
+    name: &str,
+    from: &str,
+    to: &str,
+    reject: Option<&Version>,
+) -> Value {
+    let container = format!("/spec/template/spec/containers/{index}");
+    let mut ops = vec![
+        serde_json::json!({"op": "test", "path": format!("{container}/name"), "value": name}),
+        serde_json::json!({"op": "test", "path": format!("{container}/image"), "value": from}),
+        serde_json::json!({"op": "replace", "path": format!("{container}/image"), "value": to}),
+    ];
+    if let Some(version) = reject {
+        let version = version.to_string();
+        if deployment
+            .pointer("/metadata/annotations")
+            .is_some_and(Value::is_object)
+        {
+            ops.push(serde_json::json!({
+                "op": "add",
+                "path": format!("/metadata/annotations/{}", ANNOTATION_REJECTED.replace('~', "~0").replace('/', "~1")),
+                "value": version,
+            }));
+        } else {
+            ops.push(serde_json::json!({
+                "op": "add",
+                "path": "/metadata/annotations",
+                "value": {ANNOTATION_REJECTED: version},
+            }));
+        }
+    }
+    Value::Array(ops)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,5 +616,58 @@ mod tests {
         for garbage in [None, Some(""), Some("yes"), Some("0.2")] {
             assert_eq!(rejected(garbage), None, "{garbage:?}");
         }
+    }
+
+    #[test]
+    fn the_image_patch_touches_one_image_and_tests_it_first() {
+        let d = serde_json::json!({
+            "metadata": {"name": "workload-manager"},
+            "spec": {"template": {"spec": {"containers": [
+                {"name": "sidecar", "image": "other:1"},
+                {"name": "workload-manager", "image": "r/wm:0.1.0"}
+            ]}}}
+        });
+        assert_eq!(
+            own_container(&d, "workload-manager"),
+            Ok((1, "r/wm:0.1.0".to_string()))
+        );
+        assert!(own_container(&d, "nope")
+            .unwrap_err()
+            .contains("no container named"));
+        assert!(own_container(&serde_json::json!({}), "x").is_err());
+        let p = image_patch(&d, 1, "workload-manager", "r/wm:0.1.0", "r/wm:0.2.0", None);
+        assert_eq!(p.as_array().map(Vec::len), Some(3));
+        assert_eq!(p[0]["op"], "test");
+        assert_eq!(p[0]["path"], "/spec/template/spec/containers/1/name");
+        assert_eq!(p[1]["value"], "r/wm:0.1.0");
+        assert_eq!(
+            p[2],
+            serde_json::json!({"op": "replace", "path": "/spec/template/spec/containers/1/image", "value": "r/wm:0.2.0"})
+        );
+
+        let v = Version::parse("0.2.0").unwrap();
+        let p = image_patch(
+            &d,
+            1,
+            "workload-manager",
+            "r/wm:0.2.0",
+            "r/wm:0.1.0",
+            Some(&v),
+        );
+        assert_eq!(p[3]["path"], "/metadata/annotations");
+        assert_eq!(p[3]["value"][ANNOTATION_REJECTED], "0.2.0");
+        let annotated = serde_json::json!({"metadata": {"annotations": {"a": "b"}}});
+        let p = image_patch(&annotated, 0, "x", "a", "b", Some(&v));
+        assert_eq!(
+            p[3]["path"],
+            "/metadata/annotations/workload-manager~1rejected-version"
+        );
+        assert_eq!(
+            rejected_on(
+                &serde_json::json!({"metadata": {"annotations": {ANNOTATION_REJECTED: "0.2.0"}}})
+            ),
+            Some(v)
+        );
+        assert_eq!(rejected_on(&annotated), None);
     }
 }
