@@ -759,7 +759,10 @@ impl Job for LeaseJob {
             .election
             .next_call(&cx.config.namespace, cx.now, cx.wall);
         let result = match &call {
-            Call::Wait => return self.done(cx, Outcome::Ok, String::new()),
+            Call::Wait => {
+                cx.state.election.waited();
+                return self.done(cx, Outcome::Ok, String::new());
+            }
             Call::Get => cx
                 .kube
                 .get_lease(cx.now)

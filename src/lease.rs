@@ -131,6 +131,12 @@ impl Election {
         self.seen.as_ref().and_then(|(l, _)| l.holder())
     }
 
+    /// After a run that only looked: the next run reads the Lease again, so
+    /// a follower sees renewals and releases as they happen.
+    pub fn waited(&mut self) {
+        self.stale = true;
+    }
+
     /// True once after this instance took the Lease from another holder
     /// (whose reports cover the time before).
     pub fn take_over_flag(&mut self) -> bool {
@@ -183,7 +189,7 @@ impl Election {
                 "leaseDurationSeconds": DURATION.as_secs(),
                 "acquireTime": if takeover { Some(stamp) } else { spec.acquire_time.as_deref() },
                 "renewTime": stamp,
-                "leaseTransitions": if takeover && lease.holder().is_some() { transitions + 1 } else { transitions },
+                "leaseTransitions": if takeover { transitions + 1 } else { transitions },
             }
         })
     }
@@ -359,7 +365,10 @@ mod tests {
             panic!("expected a takeover, got {call:?}");
         };
         assert_eq!(v["spec"]["holderIdentity"], "pod-b");
-        assert_eq!(v["spec"]["leaseTransitions"], 2, "no holder: no transition");
+        assert_eq!(
+            v["spec"]["leaseTransitions"], 3,
+            "a new holder is a transition"
+        );
         e.answered(&call, Answer::Lease(lease("pod-b", "r4", "8")), t0);
         assert!(e.leading(t0));
         assert!(
