@@ -13,7 +13,7 @@
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufRead, Write};
 use std::path::{Path, PathBuf};
 
 /// Most reports kept: 25 hours of one report a minute.
@@ -60,8 +60,8 @@ impl Outbox {
             ..Outbox::in_memory()
         };
         let mut warnings = Vec::new();
-        let text = match fs::read(&path) {
-            Ok(bytes) => bytes,
+        let file = match File::open(&path) {
+            Ok(f) => f,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return (outbox, warnings),
             Err(e) => {
                 warnings.push(format!(
@@ -71,18 +71,33 @@ impl Outbox {
                 return (outbox, warnings);
             }
         };
-        let complete = text.last() == Some(&b'\n');
-        let lines: Vec<&[u8]> = text
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.is_empty())
-            .collect();
-        let mut bad = 0;
-        for (i, line) in lines.iter().enumerate() {
-            match parse_line(line) {
+        // Line by line, so loading a full outbox never holds the file twice.
+        let mut reader = io::BufReader::new(file);
+        let mut line = Vec::new();
+        let (mut bad, mut complete) = (0, true);
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    warnings.push(format!("cannot read {}: {e}", path.display()));
+                    break;
+                }
+            }
+            let ended = line.last() == Some(&b'\n');
+            // A last line without its newline is rewritten, or the next
+            // append would run into it.
+            complete &= ended;
+            let text = line.strip_suffix(b"\n").unwrap_or(&line);
+            if text.is_empty() {
+                continue;
+            }
+            match parse_line(text) {
                 Some(q) => {
                     outbox.enqueue(q);
                 }
-                None if i + 1 == lines.len() && !complete => {
+                None if !ended => {
                     warnings.push(
                         "the last queued report was cut short by a crash; skipped".to_string(),
                     );
@@ -189,14 +204,12 @@ impl Outbox {
         };
         let tmp = path.with_extension("jsonl.tmp");
         {
-            let mut f = File::create(&tmp)?;
-            let mut buf = Vec::with_capacity(self.bytes + self.queue.len());
+            let mut f = io::BufWriter::new(File::create(&tmp)?);
             for q in &self.queue {
-                buf.extend_from_slice(q.json.as_bytes());
-                buf.push(b'\n');
+                f.write_all(q.json.as_bytes())?;
+                f.write_all(b"\n")?;
             }
-            f.write_all(&buf)?;
-            f.sync_all()?;
+            f.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         }
         fs::rename(&tmp, path)?;
         sync_dir(path)
@@ -346,6 +359,23 @@ mod tests {
             warnings.is_empty(),
             "the torn line was cleaned up: {warnings:?}"
         );
+        fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn a_whole_last_line_without_its_newline_is_kept_and_closed() {
+        let d = dir("unterminated");
+        fs::write(d.join(FILE), report(0).json).unwrap();
+        let (mut o, warnings) = Outbox::open(&d);
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(ids(&o), ["0xabc-1-000000"]);
+        o.push(report(1)).unwrap();
+        let (o, warnings) = Outbox::open(&d);
+        assert!(
+            warnings.is_empty(),
+            "the next append did not run into it: {warnings:?}"
+        );
+        assert_eq!(ids(&o), ["0xabc-1-000000", "0xabc-1-000001"]);
         fs::remove_dir_all(&d).unwrap();
     }
 
