@@ -334,6 +334,9 @@ impl<C: Clock> Agent<C> {
         match job.step(&mut cx) {
             Step::Continue => self.running = Some((id, job, started)),
             Step::Done(done) => {
+                if id == JobId::Sync {
+                    crate::memory::release_free_pages();
+                }
                 let end = self.clock.now();
                 let wait = self.scheduler.finished(id, done.next, end);
                 let took = end.saturating_duration_since(started);

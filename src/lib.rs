@@ -10,6 +10,7 @@ pub mod identity;
 pub mod jobs;
 pub mod kube;
 pub mod lease;
+pub mod memory;
 pub mod metrics;
 pub mod names;
 pub mod outbox;

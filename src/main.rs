@@ -80,21 +80,8 @@ fn main() -> ExitCode {
         eprintln!("workload-manager: cannot start logging: {e}");
         return ExitCode::from(1);
     }
-    return_large_blocks();
+    workload_manager::memory::return_large_blocks();
     ExitCode::from(workload_manager::agent::main(config, node) as u8)
-}
-
-/// Makes glibc's malloc give every block of 128 KiB or more back to the
-/// kernel when it is freed. By default the threshold grows to the largest
-/// block freed so far, so one big answer (a list of a thousand Deployments)
-/// would stay resident for good. musl behaves this way already.
-fn return_large_blocks() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a tuning parameter of the allocator; it is
-    // called before any other thread exists.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
-    }
 }
 
 enum Mode {

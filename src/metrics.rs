@@ -33,6 +33,14 @@ pub fn render(state: &State, now: Instant, _wall: SystemTime) -> String {
         "1 once the Kubernetes API has answered.",
     );
     m.sample("wm_ready", &[], u64::from(state.kube_answered));
+    if let Some(bytes) = crate::memory::heap_in_use() {
+        m.family(
+            "wm_heap_bytes",
+            "gauge",
+            "Heap memory in use (allocated, not yet freed).",
+        );
+        m.sample("wm_heap_bytes", &[], bytes);
+    }
     m.family(
         "wm_leader",
         "gauge",

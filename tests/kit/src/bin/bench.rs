@@ -30,6 +30,7 @@ const USAGE: &str = "usage: bench [--quick] [--sync N] [--bin PATH]
   --quick     10 s idle window instead of 60 s (idle CPU scaled to a minute),
               load rounds of 2 s instead of 5 s
   --sync N    only the sync rows, with N desired workloads
+  --outbox    only the rows of a day of queued reports
   --bin PATH  the workload-manager binary to measure (default: the one next
               to this executable, i.e. target/release/workload-manager)
 
@@ -118,11 +119,13 @@ fn progress(what: &str) {
 fn main() -> ExitCode {
     let mut quick = false;
     let mut only_sync: Option<usize> = None;
+    let mut only_outbox = false;
     let mut bin: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => quick = true,
+            "--outbox" => only_outbox = true,
             "--sync" => match args.next().and_then(|n| n.parse().ok()) {
                 Some(n) => only_sync = Some(n),
                 None => return usage("--sync needs a number of workloads"),
@@ -155,6 +158,17 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     match only_sync {
+        _ if only_outbox => {
+            let mut report = Report::default();
+            let tmp = TempDir::new("bench");
+            for workloads in [10, 100] {
+                outbox_day(&bin, workloads, &tmp, &mut report);
+            }
+            print!("{}", table(&report.rows));
+            for line in &report.raw {
+                println!("- {line}");
+            }
+        }
         Some(n) => {
             let mut report = Report::default();
             let _ = syncs(&bin, n, &mut report);
@@ -251,11 +265,14 @@ fn run(bin: &Path, plan: &Plan) {
     drop(kube);
     drop(backend);
     reporting(&mut report);
-    let rss: Vec<Option<f64>> = [10, 100, 1000]
+    for workloads in [10, 100] {
+        outbox_day(bin, workloads, &tmp, &mut report);
+    }
+    let memory: Vec<Option<(f64, f64)>> = [10, 100, 1000]
         .into_iter()
         .map(|n| syncs(bin, n, &mut report))
         .collect();
-    if let (Some(small), Some(large)) = (rss[1], rss[2]) {
+    if let (Some(small), Some(large)) = (memory[1], memory[2]) {
         growth(small, large, &mut report);
     }
 
@@ -284,9 +301,11 @@ fn run(bin: &Path, plan: &Plan) {
     print!("{out}");
 }
 
-/// Resident memory per managed workload between 100 and 1,000 of them,
-/// beyond the cached manifests (compact JSON text, as the manager keeps them).
-fn growth(rss_100_kib: f64, rss_1000_kib: f64, report: &mut Report) {
+/// Memory per managed workload between 100 and 1,000 of them, beyond the
+/// cached manifests (compact JSON text, as the manager keeps them): the heap
+/// in use (`wm_heap_bytes`), judged, and resident memory, which adds the
+/// free space a fragmented heap keeps.
+fn growth(small: (f64, f64), large: (f64, f64), report: &mut Report) {
     use wm_testkit::backend::sample_manifest;
     let manifest_bytes: usize = (100..1000)
         .map(|i| {
@@ -296,24 +315,29 @@ fn growth(rss_100_kib: f64, rss_1000_kib: f64, report: &mut Report) {
                 .len()
         })
         .sum();
-    let per_workload = (rss_1000_kib - rss_100_kib) / 900.0;
     let manifest = manifest_bytes as f64 / 900.0 / 1024.0;
+    let heap = (large.1 - small.1) / 900.0;
+    let rss = (large.0 - small.0) / 900.0;
     report.rows.push(Row::below(
-        "RSS growth per managed workload from 100 to 1,000, beyond the cached manifests",
-        per_workload - manifest,
+        "heap growth per managed workload from 100 to 1,000, beyond the cached manifests (wm_heap_bytes)",
+        heap - manifest,
         2.0,
         "KiB",
         2,
     ));
+    report.rows.push(Row::info(
+        "RSS growth per managed workload from 100 to 1,000, beyond the cached manifests",
+        format!("{:.2} KiB", rss - manifest),
+    ));
     report.raw(format!(
-        "RSS growth: {per_workload:.2} KiB per workload, of which the cached manifest text is {manifest:.2} KiB"
+        "growth per workload: heap {heap:.2} KiB, RSS {rss:.2} KiB, of which the cached manifest text is {manifest:.2} KiB"
     ));
 }
 
 /// Syncs with `n` desired workloads: the initial sync's wall time, then
 /// idle syncs (nothing changed): requests and main-thread CPU, median of 5;
-/// and resident memory (KiB, returned) with all of them managed.
-fn syncs(bin: &Path, n: usize, report: &mut Report) -> Option<f64> {
+/// and resident memory and heap in use (KiB, returned) with all of them managed.
+fn syncs(bin: &Path, n: usize, report: &mut Report) -> Option<(f64, f64)> {
     use wm_testkit::backend::{sample_manifest, FakeBackend};
     progress(&format!("syncs with {n} workloads"));
     let kube = FakeKube::builder().namespace("edge").start();
@@ -402,6 +426,14 @@ fn syncs(bin: &Path, n: usize, report: &mut Report) -> Option<f64> {
         requests.push((kube_calls + backend.requests_since(bm).len()) as f64);
     }
     let rss_kib = m.proc_status("VmRSS") as f64;
+    let heap_kib = m
+        .get("/metrics")
+        .body
+        .lines()
+        .find_map(|l| l.strip_prefix("wm_heap_bytes "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+        / 1024.0;
     let limit_ms = match n {
         10 => 2.0,
         100 => 5.0,
@@ -431,13 +463,87 @@ fn syncs(bin: &Path, n: usize, report: &mut Report) -> Option<f64> {
         2,
     ));
     report.rows.push(Row::info(
-        &format!("RSS with {n} managed workloads (manifests cached)"),
-        format!("{:.2} MiB", rss_kib / 1024.0),
+        &format!("RSS (heap in use) with {n} managed workloads, manifests cached"),
+        format!("{:.2} MiB ({:.2} MiB)", rss_kib / 1024.0, heap_kib / 1024.0),
     ));
+    let by_mapping: Vec<String> = sys::rss_by_mapping(m.pid())
+        .iter()
+        .take(5)
+        .map(|(name, kb)| format!("{name} {kb}"))
+        .collect();
     report.raw.push(format!(
-        "{n} workloads: idle sync CPU ms {cpu_ms:?}, requests {requests:?}, RSS {rss_kib} kB"
+        "{n} workloads: idle sync CPU ms {cpu_ms:?}, requests {requests:?}, RSS {rss_kib} kB ({}), threads {}",
+        by_mapping.join(", "),
+        sys::thread_names(m.pid()).values().sum::<usize>()
     ));
-    Some(rss_kib)
+    Some((rss_kib, heap_kib))
+}
+
+/// A day offline: 1,440 one-minute reports of `workloads` workloads queued
+/// in the outbox file, then a manager started on it (backend unreachable):
+/// its resident memory once loaded, and the peak while loading.
+fn outbox_day(bin: &Path, workloads: usize, tmp: &TempDir, report: &mut Report) {
+    use workload_manager::outbox::Outbox;
+    use workload_manager::state::{Identity, State};
+    use workload_manager::workloads::Reported;
+    progress(&format!("a day of queued reports, {workloads} workloads"));
+    let dir = tmp.0.join(format!("outbox-{workloads}"));
+    let _ = std::fs::create_dir_all(&dir);
+    let (mut outbox, _) = Outbox::open(&dir);
+    let t0 = Instant::now();
+    let identity = Identity {
+        version: "bench",
+        namespace: "edge".into(),
+        pod_name: "bench".into(),
+        node_address: Some("0x2c7536E3605D9C16a7a3D7b1898e529396a65c23".into()),
+    };
+    let mut state = State::new(identity, Duration::from_secs(30), t0);
+    let names: std::collections::BTreeMap<String, String> = (0..workloads)
+        .map(|i| (format!("workload-{i}"), "1.4.0".to_string()))
+        .collect();
+    state
+        .workloads
+        .set_desired(names.keys().cloned().collect(), t0);
+    state.desired = Some(names.clone());
+    for minute in 0..1440u64 {
+        let now = t0 + Duration::from_secs(60 * (minute + 1));
+        for name in names.keys() {
+            let _ =
+                state
+                    .workloads
+                    .record(name, Reported::Healthy, "serving", now, SystemTime::now());
+        }
+        let queued = workload_manager::report::close_window(&mut state, now, SystemTime::now());
+        if outbox.push(queued).is_err() {
+            report.rows.push(Row::failed(
+                "outbox of a day",
+                "cannot write the outbox",
+                "",
+            ));
+            return;
+        }
+    }
+    let (queued, bytes) = (outbox.len(), outbox.bytes());
+    drop(outbox);
+    let dir_text = dir.display().to_string();
+    let mut m = Manager::start(
+        bin,
+        &[("WM_STATE_DIR", dir_text.as_str()), ("WM_LOG", "info")],
+    );
+    let loaded = m.wait_for_log("undelivered report(s)", Duration::from_secs(10));
+    let (rss, peak) = (m.proc_status("VmRSS") as f64, m.proc_status("VmHWM") as f64);
+    report.rows.push(Row::info(
+        &format!(
+            "RSS after a restart with a day of queued reports ({workloads} workloads: {queued} reports, {:.1} MiB; peak while loading)",
+            bytes as f64 / 1024.0 / MIB
+        ),
+        format!("{:.2} MiB (peak {:.2} MiB)", rss / MIB, peak / MIB),
+    ));
+    report.raw(format!(
+        "outbox of a day, {workloads} workloads: {queued} reports queued (capacity {}), {bytes} bytes, loaded: {}, VmRSS {rss} kB, VmHWM {peak} kB",
+        workload_manager::outbox::CAPACITY,
+        if loaded.is_empty() { "no" } else { "yes" }
+    ));
 }
 
 /// Building one health report for 100 workloads and signing its delivery,
