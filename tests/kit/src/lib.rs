@@ -8,3 +8,4 @@ pub mod net;
 pub mod node;
 pub mod proc;
 pub mod s3;
+pub mod sandbox;
