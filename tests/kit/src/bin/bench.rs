@@ -685,7 +685,7 @@ fn starts(bin: &Path, env: &[(String, String)], plan: &Plan, tmp: &TempDir, repo
     if !ready.is_empty() {
         report.rows.push(Row::info(
             &format!(
-                "spawn → first 200 on /readyz (fake Kube API; includes the first sync's random delay of 0–5 s), median of {}",
+                "spawn → first 200 on /readyz (ready once the fake Kube API answers the first Lease call), median of {}",
                 ready.len()
             ),
             format!("{} ms", num(median(&ready), 0)),
@@ -702,7 +702,7 @@ fn starts(bin: &Path, env: &[(String, String)], plan: &Plan, tmp: &TempDir, repo
     ));
     if !ready.is_empty() {
         report.raw(format!(
-            "spawn-to-ready ms (includes first-sync jitter), in order: [{}]",
+            "spawn-to-ready ms, in order: [{}]",
             ms_list(&ready)
         ));
     }
