@@ -10,7 +10,7 @@ use super::api;
 use super::faults::{self, Action};
 use super::log::LoggedRequest;
 use super::state::Shared;
-use crate::net::http::{read_request, write_response, ReadError, Request, Response};
+use crate::net::http::{read_request, write_response, ReadError, Response};
 use crate::net::server::{reset, Stream};
 
 /// Largest request body accepted (the real API server's limit is 3 MiB).
@@ -39,9 +39,11 @@ fn requests(shared: &Shared, conn: Stream) {
             }
         };
         let fault = faults::take(&mut shared.lock().faults, &req.method, &req.path);
+        // Logged on arrival, so whoever sees a change the request made also
+        // finds it in the log; the status is filled in once it is known.
+        let entry = shared.lock().log.open(LoggedRequest::new(&req, None));
         let resp = match fault {
             Some(Action::Reset) => {
-                log(shared, &req, None);
                 reset(reader.get_ref().tcp());
                 return;
             }
@@ -52,14 +54,11 @@ fn requests(shared: &Shared, conn: Stream) {
             }
             None => api::handle(shared, &req),
         };
-        log(shared, &req, Some(resp.status));
+        let status = resp.status;
+        shared.lock().log.update(entry, |e| e.status = Some(status));
         let keep = req.keep_alive();
         if write_response(reader.get_mut(), &resp, false, !keep).is_err() || !keep {
             return;
         }
     }
-}
-
-fn log(shared: &Shared, req: &Request, status: Option<u16>) {
-    shared.lock().log.push(LoggedRequest::new(req, status));
 }

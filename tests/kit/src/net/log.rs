@@ -23,6 +23,19 @@ impl<T: Clone> Log<T> {
         self.0.push(entry);
     }
 
+    /// Appends `entry` and returns its position, for [`Log::update`].
+    pub fn open(&mut self, entry: T) -> Mark {
+        self.0.push(entry);
+        Mark(self.0.len() - 1)
+    }
+
+    /// Changes the entry at `at` (one returned by [`Log::open`]).
+    pub fn update(&mut self, at: Mark, f: impl FnOnce(&mut T)) {
+        if let Some(entry) = self.0.get_mut(at.0) {
+            f(entry);
+        }
+    }
+
     /// Every entry so far.
     pub fn all(&self) -> Vec<T> {
         self.0.clone()
