@@ -19,7 +19,7 @@ pub struct LoggedRequest {
     pub headers: Vec<(String, String)>,
     /// The body as received (empty when it was over the cap and left unread).
     pub body: Vec<u8>,
-    /// The HTTP status answered; `None` when the connection was reset.
+    /// The HTTP status answered; `None` while unanswered or when the connection was reset.
     pub status: Option<u16>,
     /// Whether the request authenticated: the signature recovered to
     /// `X-Node-Address` and the timestamp was within 300 s.
@@ -99,7 +99,7 @@ pub struct Delivery {
     /// The `id` of each report in the body, in body order (those that are
     /// strings; empty if the body is not a report batch).
     pub ids: Vec<String>,
-    /// The HTTP status answered; `None` when the connection was reset.
+    /// The HTTP status answered; `None` while unanswered or when the connection was reset.
     pub status: Option<u16>,
     /// How many reports were new (the 202's `accepted`); `None` unless 202.
     pub accepted: Option<usize>,

@@ -10,6 +10,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::net::log::Mark;
+
 use super::api;
 use super::auth::authenticate;
 use super::errors;
@@ -60,15 +62,16 @@ fn requests(shared: &Shared, stream: TcpStream) {
             Some((kind, action)) => (Some(kind), Some(action)),
             None => (None, None),
         };
+        // Logged on arrival, so whoever sees a change the request made also
+        // finds it in the logs; the answer is filled in once it is known.
+        let entry = arrive(shared, &req, &auth, kind);
         let resp = match action {
             Some(Action::Reset) => {
-                record(shared, &req, &auth, None, kind);
                 reset(reader.get_ref());
                 return;
             }
             Some(Action::Stream(len)) => {
-                let ok = Response::new(200, Vec::new());
-                record(shared, &req, &auth, Some(&ok), kind);
+                answered(shared, entry, &Response::new(200, Vec::new()));
                 write_streamed(reader.get_mut(), len);
                 return;
             }
@@ -80,7 +83,7 @@ fn requests(shared: &Shared, stream: TcpStream) {
             Some(Action::Manifest(rewrite)) => api::handle(shared, &req, &auth, Some(&rewrite)),
             None => api::handle(shared, &req, &auth, None),
         };
-        record(shared, &req, &auth, Some(&resp), kind);
+        answered(shared, entry, &resp);
         let keep = req.keep_alive();
         if write_response(reader.get_mut(), &resp, false, !keep).is_err() || !keep {
             return;
@@ -97,17 +100,47 @@ fn record(
     resp: Option<&Response>,
     fault: Option<FaultKind>,
 ) {
-    let status = resp.map(|r| r.status);
-    let accepted = resp
+    let entry = arrive(shared, req, auth, fault);
+    if let Some(resp) = resp {
+        answered(shared, entry, resp);
+    }
+}
+
+/// Where a request's entries are: in the request log and, for a health
+/// POST, in the delivery log.
+type Entry = (Mark, Option<usize>);
+
+/// Logs a request as it arrives, not yet answered.
+fn arrive(
+    shared: &Shared,
+    req: &Request,
+    auth: &Result<String, String>,
+    fault: Option<FaultKind>,
+) -> Entry {
+    let delivery = Delivery::of(&shared.cfg.base_path, req, None, None);
+    let logged = LoggedRequest::new(req, auth, None, fault);
+    let mut st = shared.lock();
+    let at = st.log.open(logged);
+    let delivery = delivery.map(|d| {
+        st.deliveries.push(d);
+        st.deliveries.len() - 1
+    });
+    (at, delivery)
+}
+
+/// Fills in the answer of a logged request.
+fn answered(shared: &Shared, (at, delivery): Entry, resp: &Response) {
+    let accepted = Some(resp)
         .filter(|r| r.status == 202)
         .and_then(|r| serde_json::from_slice::<Value>(&r.body).ok())
         .and_then(|v| v.get("accepted")?.as_u64())
         .map(|n| n as usize);
-    let delivery = Delivery::of(&shared.cfg.base_path, req, status, accepted);
-    let entry = LoggedRequest::new(req, auth, status, fault);
     let mut st = shared.lock();
-    st.log.push(entry);
-    st.deliveries.extend(delivery);
+    st.log.update(at, |e| e.status = Some(resp.status));
+    if let Some(d) = delivery.and_then(|i| st.deliveries.get_mut(i)) {
+        d.status = Some(resp.status);
+        d.accepted = accepted;
+    }
 }
 
 /// Stops writing, then reads and drops what the client still sends (a

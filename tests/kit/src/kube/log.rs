@@ -26,7 +26,7 @@ pub struct LoggedRequest {
     pub content_type: Option<String>,
     pub user_agent: Option<String>,
     pub body: LoggedBody,
-    /// The HTTP status answered; `None` when the connection was reset.
+    /// The HTTP status answered; `None` while unanswered or when the connection was reset.
     pub status: Option<u16>,
 }
 
