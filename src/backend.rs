@@ -190,14 +190,7 @@ struct Answer {
 
 impl Backend {
     pub fn new(base_url: &str, identity: NodeIdentity, timeout: Duration) -> Backend {
-        let config = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .proxy(None)
-            .max_redirects(0)
-            .timeout_global(Some(timeout))
-            .timeout_connect(Some(timeout / 3))
-            .user_agent(concat!("workload-manager/", env!("CARGO_PKG_VERSION")))
-            .build();
+        let config = crate::outbound::config(timeout).max_redirects(0).build();
         Backend {
             base_url: base_url.trim_end_matches('/').to_string(),
             base_path: base_path(base_url),

@@ -473,13 +473,8 @@ fn build_agent(
         }
         tls = tls.root_certs(RootCerts::new_with_certs(&certs));
     }
-    let config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
+    let config = crate::outbound::config(timeout)
         .max_redirects(0)
-        .timeout_global(Some(timeout))
-        .timeout_connect(Some(timeout / 3))
-        .user_agent(concat!("workload-manager/", env!("CARGO_PKG_VERSION")))
         .tls_config(tls.build())
         .build();
     Ok(ureq::Agent::new_with_config(config))

@@ -13,6 +13,7 @@ pub mod lease;
 pub mod memory;
 pub mod metrics;
 pub mod names;
+pub mod outbound;
 pub mod outbox;
 pub mod reconcile;
 pub mod report;

@@ -100,11 +100,7 @@ impl S3 {
         if config.endpoint.is_some() {
             bucket = bucket.with_path_style();
         }
-        let agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .proxy(None)
-            .timeout_connect(Some(timeout / 3))
-            .timeout_global(Some(timeout))
+        let agent = crate::outbound::config(timeout)
             .tls_config(tls)
             .build()
             .new_agent();
