@@ -515,7 +515,10 @@ impl Job for UpdateCheck {
             Some(Ok(s3)) => s3,
         };
         match std::mem::take(&mut self.phase) {
-            UpdatePhase::Start if cx.state.self_update.is_some() => self.watch(cx),
+            UpdatePhase::Start if cx.state.self_update.is_some() => match Self::own(cx) {
+                Ok(own) => self.watch(cx, own),
+                Err(step) => step,
+            },
             UpdatePhase::Start => match s3.fetch() {
                 Err(e) => Done::failed(format!("{}: {e}", s3.name()), None),
                 Ok(body) => match crate::update::parse_file(&body) {
@@ -548,9 +551,17 @@ impl Job for UpdateCheck {
     }
 }
 
+/// The manager's own Deployment as read, with its container's index and image.
+struct Own {
+    deployment: serde_json::Value,
+    index: usize,
+    image: String,
+    rollout: Rollout,
+}
+
 impl UpdateCheck {
-    /// Reads the own Deployment: its container's index and image, or why not.
-    fn own(cx: &mut Context<'_>) -> Result<(serde_json::Value, usize, String), Step> {
+    /// Reads the own Deployment, or says why not.
+    fn own(cx: &mut Context<'_>) -> Result<Own, Step> {
         let name = &cx.config.self_deployment;
         let d = match cx.kube.get_raw(name, cx.now) {
             Ok(Some(d)) => d,
@@ -563,7 +574,12 @@ impl UpdateCheck {
             Err(e) => return Err(Done::failed(format!("reading Deployment {name}: {e}"), e.retry_after())),
         };
         match crate::update::own_container(&d, &cx.config.self_container) {
-            Ok((index, image)) => Ok((d, index, image)),
+            Ok((index, image)) => Ok(Own {
+                rollout: rollout_of(&d),
+                deployment: d,
+                index,
+                image,
+            }),
             Err(e) => Err(Done::failed(
                 format!("Deployment {name}: {e} (WM_SELF_CONTAINER)"),
                 None,
@@ -573,51 +589,51 @@ impl UpdateCheck {
 
     fn decide(&mut self, cx: &mut Context<'_>, latest: crate::update::Version) -> Step {
         use crate::update::{decide, image_patch, rejected_on, running, Decision};
-        let (d, index, image) = match Self::own(cx) {
+        let own = match Self::own(cx) {
             Ok(own) => own,
             Err(step) => return step,
         };
         let running = running();
         // A newer release already in the Deployment whose rollout has not
         // finished: ours from before a restart. Watch it.
-        if let Some(target) = release_of(&image) {
-            if target > running && rollout_of(&d) != Rollout::Complete {
-                match crate::update::rollback_image(&image, &running) {
+        if let Some(target) = release_of(&own.image) {
+            if target > running && own.rollout != Rollout::Complete {
+                match crate::update::rollback_image(&own.image, &running) {
                     Ok(from) => {
                         cx.state.self_update = Some(crate::state::PendingUpdate {
                             version: target,
                             from_image: from,
-                            to_image: image,
+                            to_image: own.image.clone(),
                             started: cx.now,
                         });
-                        return self.watch_with(cx, d, index);
+                        return self.watch(cx, own);
                     }
                     Err(e) => return Done::failed(e, None),
                 }
             }
         }
-        let rejected = rejected_on(&d);
-        match decide(&running, &latest, rejected.as_ref(), &image) {
+        let rejected = rejected_on(&own.deployment);
+        match decide(&running, &latest, rejected.as_ref(), &own.image) {
             Err(e) => Done::failed(format!("Deployment {}: {e}", cx.config.self_deployment), None),
             Ok(Decision::UpToDate { latest }) => Done::ok(format!("up to date: running {running}, latest release {latest}")),
             Ok(Decision::Rejected { version }) => Done::ok(format!(
                 "release {version} was rolled back before; waiting for a newer one (running {running})"
             )),
-            Ok(Decision::Update { version, .. }) if rollout_of(&d) == Rollout::Complete && is_release(&image, &version) => Done::ok(format!(
+            Ok(Decision::Update { version, .. }) if own.rollout == Rollout::Complete && is_release(&own.image, &version) => Done::ok(format!(
                 "Deployment {} runs release {version}; this instance ({running}) is about to be replaced",
                 cx.config.self_deployment
             )),
             Ok(Decision::Update { version, image: to }) => {
-                let ops = image_patch(&d, index, &cx.config.self_container, &image, &to, None);
+                let ops = image_patch(&own.deployment, own.index, &cx.config.self_container, &own.image, &to, None);
                 self.phase = UpdatePhase::Patch {
                     done: Done {
                         outcome: Outcome::Ok,
-                        detail: format!("updating from {running} to {version}: image {image} -> {to}"),
+                        detail: format!("updating from {running} to {version}: image {} -> {to}", own.image),
                         next: Next::Recheck(UPDATE_RECHECK),
                     },
                     pending: Some(crate::state::PendingUpdate {
                         version,
-                        from_image: image,
+                        from_image: own.image,
                         to_image: to,
                         started: cx.now,
                     }),
@@ -628,30 +644,20 @@ impl UpdateCheck {
         }
     }
 
-    /// Follows a rollout this manager started.
-    fn watch(&mut self, cx: &mut Context<'_>) -> Step {
-        match Self::own(cx) {
-            Ok((d, index, _)) => self.watch_with(cx, d, index),
-            Err(step) => step,
-        }
-    }
-
-    fn watch_with(&mut self, cx: &mut Context<'_>, d: serde_json::Value, index: usize) -> Step {
+    /// Follows the rollout in `cx.state.self_update` (one this manager started).
+    fn watch(&mut self, cx: &mut Context<'_>, own: Own) -> Step {
         let Some(pending) = cx.state.self_update.clone() else {
-            return Done::ok(String::new());
+            return Done::ok("no rollout of ours to watch".to_string());
         };
-        let image = d
-            .pointer(&format!("/spec/template/spec/containers/{index}/image"))
-            .and_then(serde_json::Value::as_str)
-            .unwrap_or_default();
-        if image != pending.to_image {
+        if own.image != pending.to_image {
             cx.state.self_update = None;
             return Done::ok(format!(
-                "the rollout to {} was replaced by image {image}; not watching it any more",
-                pending.version
+                "the rollout to {} was replaced by image {}; not watching it any more",
+                pending.version, own.image
             ));
         }
-        let deadline = d
+        let deadline = own
+            .deployment
             .pointer("/spec/progressDeadlineSeconds")
             .and_then(serde_json::Value::as_u64)
             .map_or(
@@ -660,7 +666,7 @@ impl UpdateCheck {
             )
             + UPDATE_GRACE;
         let overdue = cx.now.saturating_duration_since(pending.started) >= deadline;
-        match rollout_of(&d) {
+        match own.rollout {
             Rollout::Complete => {
                 cx.state.self_update = None;
                 Done::ok(format!(
@@ -670,18 +676,13 @@ impl UpdateCheck {
             }
             Rollout::Failed => self.roll_back(
                 cx,
-                &d,
-                index,
+                &own,
                 pending,
                 "its rollout exceeded the progress deadline",
             ),
-            _ if overdue => self.roll_back(
-                cx,
-                &d,
-                index,
-                pending,
-                "it did not become available in time",
-            ),
+            _ if overdue => {
+                self.roll_back(cx, &own, pending, "it did not become available in time")
+            }
             _ => Step::Done(Done {
                 outcome: Outcome::Ok,
                 detail: format!(
@@ -696,14 +697,13 @@ impl UpdateCheck {
     fn roll_back(
         &mut self,
         cx: &mut Context<'_>,
-        d: &serde_json::Value,
-        index: usize,
+        own: &Own,
         pending: crate::state::PendingUpdate,
         why: &str,
     ) -> Step {
         let ops = crate::update::image_patch(
-            d,
-            index,
+            &own.deployment,
+            own.index,
             &cx.config.self_container,
             &pending.to_image,
             &pending.from_image,

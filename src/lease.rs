@@ -162,36 +162,32 @@ impl Election {
     /// A new Lease naming us.
     fn create(&self, namespace: &str, wall: SystemTime) -> Value {
         let stamp = micro_time(wall);
-        json!({
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": NAME, "namespace": namespace},
-            "spec": {
+        object(
+            json!({"name": NAME, "namespace": namespace}),
+            json!({
                 "holderIdentity": self.me,
                 "leaseDurationSeconds": DURATION.as_secs(),
                 "acquireTime": stamp,
                 "renewTime": stamp,
                 "leaseTransitions": 0,
-            }
-        })
+            }),
+        )
     }
 
     /// `lease` renewed by us, or taken over (a new acquire time, one more transition).
     fn record(&self, lease: &Lease, takeover: bool, stamp: &str) -> Value {
         let spec = &lease.spec;
         let transitions = spec.lease_transitions.unwrap_or(0).max(0);
-        json!({
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": NAME, "resourceVersion": lease.metadata.resource_version},
-            "spec": {
+        object(
+            json!({"name": NAME, "resourceVersion": lease.metadata.resource_version}),
+            json!({
                 "holderIdentity": self.me,
                 "leaseDurationSeconds": DURATION.as_secs(),
                 "acquireTime": if takeover { Some(stamp) } else { spec.acquire_time.as_deref() },
                 "renewTime": stamp,
                 "leaseTransitions": if takeover { transitions + 1 } else { transitions },
-            }
-        })
+            }),
+        )
     }
 
     /// The Lease given up: no holder, so a successor takes over at once.
@@ -201,18 +197,16 @@ impl Election {
             return None;
         }
         let stamp = micro_time(wall);
-        Some(json!({
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": {"name": NAME, "resourceVersion": lease.metadata.resource_version},
-            "spec": {
+        Some(object(
+            json!({"name": NAME, "resourceVersion": lease.metadata.resource_version}),
+            json!({
                 "holderIdentity": "",
                 "leaseDurationSeconds": 1,
                 "acquireTime": lease.spec.acquire_time,
                 "renewTime": stamp,
                 "leaseTransitions": lease.spec.lease_transitions.unwrap_or(0),
-            }
-        }))
+            }),
+        ))
     }
 
     /// Digests the answer to `call`, made at `now`.
@@ -251,6 +245,16 @@ impl Election {
             Answer::Failed => {}
         }
     }
+}
+
+/// A coordination.k8s.io/v1 Lease with this metadata and spec.
+fn object(metadata: Value, spec: Value) -> Value {
+    json!({
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": metadata,
+        "spec": spec,
+    })
 }
 
 /// A Kubernetes MicroTime: UTC with exactly six fractional digits.
