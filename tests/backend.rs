@@ -56,17 +56,9 @@ fn requests_are_signed_and_the_desired_state_is_used() {
     );
     assert!(log.iter().all(|r| r.path.starts_with("/api/v1/")));
     // Heartbeats now need a desired name.
-    let r = m.post(
-        "/v1/workloads/db/health",
-        "application/json",
-        r#"{"status":"healthy"}"#,
-    );
+    let r = m.heartbeat("db");
     assert_eq!((r.status, r.error().as_str()), (404, "unknown_workload"));
-    let r = m.post(
-        "/v1/workloads/web/health",
-        "application/json",
-        r#"{"status":"healthy"}"#,
-    );
+    let r = m.heartbeat("web");
     assert_eq!(r.status, 204);
 }
 
@@ -182,15 +174,7 @@ fn reports_come_every_window_with_healthy_seconds() {
     // Heartbeats every 200 ms for a while, then silence.
     let until = Instant::now() + Duration::from_secs(7);
     while Instant::now() < until {
-        assert_eq!(
-            m.post(
-                "/v1/workloads/web/health",
-                "application/json",
-                r#"{"status":"healthy"}"#
-            )
-            .status,
-            204
-        );
+        assert_eq!(m.heartbeat("web").status, 204);
         std::thread::sleep(Duration::from_millis(200));
     }
     let stopped = node.backend.reports().len();
@@ -386,15 +370,7 @@ fn a_hung_backend_delays_heartbeats_by_at_most_the_call_timeout() {
         })
         .expect("the hung call");
     let sent = Instant::now();
-    assert_eq!(
-        m.post(
-            "/v1/workloads/web/health",
-            "application/json",
-            r#"{"status":"healthy"}"#
-        )
-        .status,
-        204
-    );
+    assert_eq!(m.heartbeat("web").status, 204);
     assert!(
         sent.elapsed() < Duration::from_secs(4),
         "answered after {:?}",
@@ -418,15 +394,7 @@ fn sigterm_sends_the_last_partial_window() {
     wait_for("the desired state", Duration::from_secs(15), || {
         (status(&m)["workloads"][0]["desiredVersion"] == "1.4.0").then_some(())
     });
-    assert_eq!(
-        m.post(
-            "/v1/workloads/web/health",
-            "application/json",
-            r#"{"status":"healthy"}"#
-        )
-        .status,
-        204
-    );
+    assert_eq!(m.heartbeat("web").status, 204);
     let before = node.backend.reports().len();
     m.signal(libc::SIGTERM);
     assert_eq!(m.wait_exit(Duration::from_secs(5)).code(), Some(0));

@@ -42,24 +42,6 @@ fn leads(i: &Instance) -> bool {
     status(i)["manager"]["leader"] == true
 }
 
-/// The value of an unlabelled metric.
-fn metric(i: &Instance, name: &str) -> Option<u64> {
-    let prefix = format!("{name} ");
-    i.m.get("/metrics")
-        .body
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
-}
-
-fn sync_runs(i: &Instance) -> u64 {
-    i.m.get("/metrics")
-        .body
-        .lines()
-        .filter(|l| l.starts_with("wm_job_runs_total{job=\"sync\""))
-        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-        .sum()
-}
-
 /// The Lease as the fake stores it.
 fn lease(node: &FakeNode) -> Value {
     node.kube
@@ -174,7 +156,7 @@ fn two_instances_one_leader() {
     // Two more syncs of the leader, both started after the Deployment
     // existed, while the follower is asked to sync too.
     for _ in 0..2 {
-        let n = sync_runs(leader);
+        let n = leader.m.job_runs("sync");
         assert_eq!(
             leader.m.post("/v1/sync", "application/json", "").status,
             202
@@ -184,7 +166,7 @@ fn two_instances_one_leader() {
             202
         );
         wait_for("a sync of the leader", Duration::from_secs(20), || {
-            (sync_runs(leader) > n).then_some(())
+            (leader.m.job_runs("sync") > n).then_some(())
         });
     }
     let lv = status(leader);
@@ -205,9 +187,9 @@ fn two_instances_one_leader() {
     assert_eq!(fv["manager"]["leaseHolder"], leader.pod, "{fv}");
     assert_eq!(fv["lastSync"]["outcome"], "never", "{fv}");
     assert_eq!(fv["lastReport"]["outcome"], "never", "{fv}");
-    assert_eq!(sync_runs(follower), 0);
-    assert_eq!(metric(follower, "wm_leader"), Some(0));
-    assert_eq!(metric(leader, "wm_leader"), Some(1));
+    assert_eq!(follower.m.job_runs("sync"), 0);
+    assert_eq!(follower.m.metric("wm_leader"), Some(0.0));
+    assert_eq!(leader.m.metric("wm_leader"), Some(1.0));
     assert!(
         follower.m.log().iter().all(|l| !l.contains("leading:")),
         "the follower never led: {:#?}",
@@ -218,11 +200,7 @@ fn two_instances_one_leader() {
     // Every instance serves the API.
     for i in [leader, follower] {
         assert_eq!(i.m.get("/healthz").status, 200, "{} /healthz", i.pod);
-        let r = i.m.post(
-            "/v1/workloads/web/health",
-            "application/json",
-            r#"{"status":"healthy"}"#,
-        );
+        let r = i.m.heartbeat("web");
         assert_eq!(r.status, 204, "{} heartbeat: {}", i.pod, r.body);
         let v = status(i);
         let web = v["workloads"]
@@ -297,7 +275,7 @@ fn sigterm_hands_over_at_once() {
     wait_for("a sync of wm-b", Duration::from_secs(20), || {
         (status(&b)["lastSync"]["outcome"] == "ok").then_some(())
     });
-    assert_eq!(metric(&b, "wm_leader"), Some(1));
+    assert_eq!(b.m.metric("wm_leader"), Some(1.0));
 }
 
 #[test]
@@ -353,7 +331,7 @@ fn sigkill_hands_over_after_the_lease_expires() {
         .log()
         .iter()
         .any(|l| l.contains("leading: this instance (wm-b)")));
-    assert_eq!(metric(&b, "wm_leader"), Some(1));
+    assert_eq!(b.m.metric("wm_leader"), Some(1.0));
 }
 
 #[test]

@@ -40,21 +40,13 @@ fn workload(m: &Manager, name: &str) -> Value {
 
 /// Asks for a sync and waits until one that started after the call has finished (two runs).
 fn sync(m: &Manager) -> Value {
-    let runs = |m: &Manager| {
-        m.get("/metrics")
-            .body
-            .lines()
-            .filter(|l| l.starts_with("wm_job_runs_total{job=\"sync\""))
-            .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
-            .sum::<u64>()
-    };
     // A sync already running when asked may have listed before the test's
     // last change; the run after the next completion surely started later.
     for _ in 0..2 {
-        let n = runs(m);
+        let n = m.job_runs("sync");
         assert_eq!(m.post("/v1/sync", "application/json", "").status, 202);
         wait_for("a sync", Duration::from_secs(20), || {
-            (runs(m) > n).then_some(())
+            (m.job_runs("sync") > n).then_some(())
         });
     }
     status(m)
@@ -378,15 +370,7 @@ fn a_hung_api_server_delays_heartbeats_by_at_most_the_call_timeout() {
         (!node.kube.requests_since(mark).is_empty()).then_some(())
     });
     let sent = std::time::Instant::now();
-    assert_eq!(
-        m.post(
-            "/v1/workloads/web/health",
-            "application/json",
-            r#"{"status":"healthy"}"#
-        )
-        .status,
-        204
-    );
+    assert_eq!(m.heartbeat("web").status, 204);
     assert!(
         sent.elapsed() < Duration::from_secs(4),
         "answered after {:?}",

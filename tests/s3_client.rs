@@ -113,17 +113,8 @@ fn https_trusts_only_the_configured_roots() {
 
 #[test]
 fn moto_serves_the_version_file_to_the_product_client() {
-    let endpoint = match std::env::var("WM_TEST_S3_ENDPOINT") {
-        Ok(e) if !e.is_empty() => e,
-        _ => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "WM_TEST_S3_ENDPOINT is not set, and CI=true requires this test to run \
-                 (eval \"$(bash .ci/moto.sh start)\" first)"
-            );
-            eprintln!("SKIPPED: WM_TEST_S3_ENDPOINT not set");
-            return;
-        }
+    let Some(endpoint) = wm_testkit::s3::moto_endpoint() else {
+        return;
     };
     use s3::creds::Credentials;
     use s3::region::Region;

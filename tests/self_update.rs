@@ -115,17 +115,9 @@ fn status(m: &Manager) -> Value {
 
 /// Waits for `n` more finished update checks and returns the status then.
 fn checks(m: &Manager, n: u64) -> Value {
-    let count = |m: &Manager| -> u64 {
-        m.get("/metrics")
-            .body
-            .lines()
-            .filter(|l| l.starts_with("wm_job_runs_total{job=\"update-check\""))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    };
-    let before = count(m);
+    let before = m.job_runs("update-check");
     wait_for("update checks", Duration::from_secs(30), || {
-        (count(m) >= before + n).then_some(())
+        (m.job_runs("update-check") >= before + n).then_some(())
     });
     let v = status(m);
     assert!(v["lastUpdateCheck"]["at"].is_string(), "{v}");
@@ -257,11 +249,7 @@ fn s3_errors_and_a_hung_s3_are_bounded_and_leak_no_secret() {
     let timeout = loop {
         assert!(std::time::Instant::now() < deadline, "no timeout reported");
         let sent = std::time::Instant::now();
-        let r = m.post(
-            "/v1/workloads/web/health",
-            "application/json",
-            r#"{"status":"healthy"}"#,
-        );
+        let r = m.heartbeat("web");
         assert!(matches!(r.status, 204 | 404), "{}", r.status);
         assert!(
             sent.elapsed() < Duration::from_secs(3),

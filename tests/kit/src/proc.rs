@@ -142,6 +142,41 @@ impl Manager {
         )
     }
 
+    /// The value of an unlabelled sample in `/metrics`, e.g. `wm_leader`.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let prefix = format!("{name} ");
+        self.get("/metrics")
+            .body
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix)?.trim().parse().ok())
+    }
+
+    /// Finished runs of `job` (`sync`, `report`, `update-check`, `lease`),
+    /// whatever their outcome: `wm_job_runs_total` summed.
+    pub fn job_runs(&self, job: &str) -> u64 {
+        let prefix = format!("wm_job_runs_total{{job=\"{job}\"");
+        self.get("/metrics")
+            .body
+            .lines()
+            .filter(|l| l.starts_with(&prefix))
+            .map(|l| {
+                l.rsplit(' ')
+                    .next()
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .unwrap_or_else(|| panic!("not a counter sample: {l:?}"))
+            })
+            .sum()
+    }
+
+    /// A heartbeat of `workload` saying it is healthy, as a workload sends it.
+    pub fn heartbeat(&self, workload: &str) -> Reply {
+        self.post(
+            &format!("/v1/workloads/{workload}/health"),
+            "application/json",
+            r#"{"status":"healthy"}"#,
+        )
+    }
+
     /// POSTs `body` with `Content-Type: content_type`.
     pub fn post(&self, path: &str, content_type: &str, body: &str) -> Reply {
         let head = format!(
@@ -279,4 +314,40 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// `workload-manager` next to the running executable (`target/release/`
+/// for `cargo run --release`).
+pub fn locate_manager() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
+    let dir = exe.parent().ok_or("my executable has no directory")?;
+    Ok(dir.join("workload-manager"))
+}
+
+/// A warning if the product's sources changed after `bin` was built.
+pub fn stale_warning(bin: &Path) -> Option<String> {
+    let built = std::fs::metadata(bin).and_then(|m| m.modified()).ok()?;
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../src");
+    let newest = newest_mtime(&src)?;
+    (newest > built).then(|| {
+        format!(
+            "sources in {} changed after {} was built: rebuild it to run the current code",
+            src.display(),
+            bin.display()
+        )
+    })
+}
+
+fn newest_mtime(dir: &Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for e in std::fs::read_dir(dir).ok()?.filter_map(Result::ok) {
+        let p = e.path();
+        let t = if p.is_dir() {
+            newest_mtime(&p)
+        } else {
+            e.metadata().and_then(|m| m.modified()).ok()
+        };
+        newest = newest.max(t);
+    }
+    newest
 }

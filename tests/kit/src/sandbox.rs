@@ -42,7 +42,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -958,40 +958,4 @@ fn health_of(name: &str) -> (&'static str, &'static str) {
     } else {
         ("healthy", "serving")
     }
-}
-
-/// `workload-manager` next to the running executable (`target/release/`
-/// for `cargo run --release`).
-pub fn locate() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
-    let dir = exe.parent().ok_or("my executable has no directory")?;
-    Ok(dir.join("workload-manager"))
-}
-
-/// A warning if the product's sources changed after `bin` was built.
-pub fn stale_warning(bin: &Path) -> Option<String> {
-    let built = std::fs::metadata(bin).and_then(|m| m.modified()).ok()?;
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../src");
-    let newest = newest_mtime(&src)?;
-    (newest > built).then(|| {
-        format!(
-            "sources in {} changed after {} was built: rebuild it to run the current code",
-            src.display(),
-            bin.display()
-        )
-    })
-}
-
-fn newest_mtime(dir: &Path) -> Option<SystemTime> {
-    let mut newest = None;
-    for e in std::fs::read_dir(dir).ok()?.filter_map(Result::ok) {
-        let p = e.path();
-        let t = if p.is_dir() {
-            newest_mtime(&p)
-        } else {
-            e.metadata().and_then(|m| m.modified()).ok()
-        };
-        newest = newest.max(t);
-    }
-    newest
 }

@@ -12,28 +12,13 @@ use s3::creds::Credentials;
 use s3::region::Region;
 use s3::{Bucket, BucketConfiguration};
 use s3_support::{agent, bucket, element, error_shape, get, presign_get, send, Reply};
-use wm_testkit::s3::FakeS3;
+use wm_testkit::s3::{moto_endpoint, FakeS3};
 
 /// moto accepts any credentials; these are its documented test values.
 const CREDS: (&str, &str) = ("testing", "testing");
 /// Not us-east-1: rust-s3's CreateBucket sends a LocationConstraint, which
 /// S3 (and moto) refuse for us-east-1 with `InvalidLocationConstraint`.
 const REGION: &str = "eu-west-1";
-
-fn endpoint() -> Option<String> {
-    match std::env::var("WM_TEST_S3_ENDPOINT") {
-        Ok(e) if !e.is_empty() => Some(e),
-        _ => {
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "WM_TEST_S3_ENDPOINT is not set, and CI=true requires this test to run \
-                 (eval \"$(bash .ci/moto.sh start)\" first)"
-            );
-            eprintln!("SKIPPED: WM_TEST_S3_ENDPOINT not set");
-            None
-        }
-    }
-}
 
 /// Uploads `body` through a presigned PUT (rust-s3 signs, ureq sends).
 fn put(b: &Bucket, key: &str, body: &[u8]) {
@@ -64,7 +49,9 @@ fn comparable(
 
 #[test]
 fn moto_serves_the_version_object_and_the_fake_errs_like_it() {
-    let Some(endpoint) = endpoint() else { return };
+    let Some(endpoint) = moto_endpoint() else {
+        return;
+    };
     // moto keeps its state for as long as it runs: a fresh bucket per run.
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)

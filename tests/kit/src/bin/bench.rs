@@ -141,7 +141,7 @@ fn main() -> ExitCode {
             other => return usage(&format!("unknown argument {other:?}")),
         }
     }
-    let bin = match bin.map_or_else(locate, Ok) {
+    let bin = match bin.map_or_else(wm_testkit::proc::locate_manager, Ok) {
         Ok(b) => b,
         Err(e) => {
             eprintln!("bench: {e}");
@@ -187,13 +187,6 @@ fn usage(problem: &str) -> ExitCode {
     ExitCode::from(2)
 }
 
-/// `workload-manager` next to this executable.
-fn locate() -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find my own executable: {e}"))?;
-    let dir = exe.parent().ok_or("my executable has no directory")?;
-    Ok(dir.join("workload-manager"))
-}
-
 /// Warnings about what is measured: a debug build, or sources newer than the binary.
 fn build_warnings(bin: &Path) -> Vec<String> {
     let mut w = Vec::new();
@@ -203,31 +196,8 @@ fn build_warnings(bin: &Path) -> Vec<String> {
             bin.display()
         ));
     }
-    let built = std::fs::metadata(bin).and_then(|m| m.modified()).ok();
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../src");
-    if let (Some(built), Some(newest)) = (built, newest_mtime(&src)) {
-        if newest > built {
-            w.push(format!(
-                "sources in {} changed after the binary was built: run `cargo build --release` again",
-                src.display()
-            ));
-        }
-    }
+    w.extend(wm_testkit::proc::stale_warning(bin));
     w
-}
-
-fn newest_mtime(dir: &Path) -> Option<SystemTime> {
-    let mut newest = None;
-    for e in std::fs::read_dir(dir).ok()?.filter_map(Result::ok) {
-        let p = e.path();
-        let t = if p.is_dir() {
-            newest_mtime(&p)
-        } else {
-            e.metadata().and_then(|m| m.modified()).ok()
-        };
-        newest = newest.max(t);
-    }
-    newest
 }
 
 fn run(bin: &Path, plan: &Plan) {
@@ -388,19 +358,11 @@ fn syncs(bin: &Path, n: usize, report: &mut Report) -> Option<(f64, f64)> {
     }
     // Let the rollouts complete and the manager see it, so the next syncs are idle.
     kube.settle();
-    let runs = |m: &Manager| -> u64 {
-        m.get("/metrics")
-            .body
-            .lines()
-            .filter(|l| l.starts_with("wm_job_runs_total{job=\"sync\""))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-            .sum()
-    };
     let sync_once = |m: &mut Manager| {
-        let before = runs(m);
+        let before = m.job_runs("sync");
         m.post("/v1/sync", "application/json", "");
         let until = Instant::now() + Duration::from_secs(60);
-        while runs(m) <= before && Instant::now() < until {
+        while m.job_runs("sync") <= before && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(5));
         }
     };
@@ -426,14 +388,7 @@ fn syncs(bin: &Path, n: usize, report: &mut Report) -> Option<(f64, f64)> {
         requests.push((kube_calls + backend.requests_since(bm).len()) as f64);
     }
     let rss_kib = m.proc_status("VmRSS") as f64;
-    let heap_kib = m
-        .get("/metrics")
-        .body
-        .lines()
-        .find_map(|l| l.strip_prefix("wm_heap_bytes "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(0.0)
-        / 1024.0;
+    let heap_kib = m.metric("wm_heap_bytes").unwrap_or(0.0) / 1024.0;
     let limit_ms = match n {
         10 => 2.0,
         100 => 5.0,
@@ -479,41 +434,68 @@ fn syncs(bin: &Path, n: usize, report: &mut Report) -> Option<(f64, f64)> {
     Some((rss_kib, heap_kib))
 }
 
+/// A node's state with `workloads` desired workloads that all report healthy,
+/// for building reports in process.
+struct HealthyNode {
+    state: workload_manager::state::State,
+    names: Vec<String>,
+    t0: Instant,
+}
+
+impl HealthyNode {
+    fn new(workloads: usize) -> HealthyNode {
+        use workload_manager::state::{Identity, State};
+        let t0 = Instant::now();
+        let identity = Identity {
+            version: "bench",
+            namespace: "edge".into(),
+            pod_name: "bench".into(),
+            node_address: Some(wm_testkit::node::TEST_ADDRESS.into()),
+        };
+        let mut state = State::new(identity, Duration::from_secs(30), t0);
+        let desired: std::collections::BTreeMap<String, String> = (0..workloads)
+            .map(|i| (format!("workload-{i}"), "1.4.0".to_string()))
+            .collect();
+        state
+            .workloads
+            .set_desired(desired.keys().cloned().collect(), t0);
+        let names = desired.keys().cloned().collect();
+        state.desired = Some(desired);
+        HealthyNode { state, names, t0 }
+    }
+
+    /// Every workload says it is healthy at the end of minute `minute`
+    /// (from 0); returns that time.
+    fn minute(&mut self, minute: u64) -> Instant {
+        use workload_manager::workloads::Reported;
+        let now = self.t0 + Duration::from_secs(60 * (minute + 1));
+        for name in &self.names {
+            let _ = self.state.workloads.record(
+                name,
+                Reported::Healthy,
+                "serving",
+                now,
+                SystemTime::now(),
+            );
+        }
+        now
+    }
+}
+
 /// A day offline: 1,440 one-minute reports of `workloads` workloads queued
 /// in the outbox file, then a manager started on it (backend unreachable):
 /// its resident memory once loaded, and the peak while loading.
 fn outbox_day(bin: &Path, workloads: usize, tmp: &TempDir, report: &mut Report) {
     use workload_manager::outbox::Outbox;
-    use workload_manager::state::{Identity, State};
-    use workload_manager::workloads::Reported;
     progress(&format!("a day of queued reports, {workloads} workloads"));
     let dir = tmp.0.join(format!("outbox-{workloads}"));
     let _ = std::fs::create_dir_all(&dir);
     let (mut outbox, _) = Outbox::open(&dir);
-    let t0 = Instant::now();
-    let identity = Identity {
-        version: "bench",
-        namespace: "edge".into(),
-        pod_name: "bench".into(),
-        node_address: Some("0x2c7536E3605D9C16a7a3D7b1898e529396a65c23".into()),
-    };
-    let mut state = State::new(identity, Duration::from_secs(30), t0);
-    let names: std::collections::BTreeMap<String, String> = (0..workloads)
-        .map(|i| (format!("workload-{i}"), "1.4.0".to_string()))
-        .collect();
-    state
-        .workloads
-        .set_desired(names.keys().cloned().collect(), t0);
-    state.desired = Some(names.clone());
+    let mut node = HealthyNode::new(workloads);
     for minute in 0..1440u64 {
-        let now = t0 + Duration::from_secs(60 * (minute + 1));
-        for name in names.keys() {
-            let _ =
-                state
-                    .workloads
-                    .record(name, Reported::Healthy, "serving", now, SystemTime::now());
-        }
-        let queued = workload_manager::report::close_window(&mut state, now, SystemTime::now());
+        let now = node.minute(minute);
+        let queued =
+            workload_manager::report::close_window(&mut node.state, now, SystemTime::now());
         if outbox.push(queued).is_err() {
             report.rows.push(Row::failed(
                 "outbox of a day",
@@ -550,38 +532,17 @@ fn outbox_day(bin: &Path, workloads: usize, tmp: &TempDir, report: &mut Report) 
 /// in process, on the library's own code: median of 200 runs.
 fn reporting(report: &mut Report) {
     use workload_manager::identity::NodeIdentity;
-    use workload_manager::state::{Identity, State};
-    use workload_manager::workloads::Reported;
     progress("report building and signing");
-    let node = NodeIdentity::from_hex(wm_testkit::proc::TEST_KEY).expect("the test key is valid");
-    let t0 = Instant::now();
-    let identity = Identity {
-        version: "bench",
-        namespace: "edge".into(),
-        pod_name: "bench".into(),
-        node_address: Some(node.address().to_string()),
-    };
-    let mut state = State::new(identity, Duration::from_secs(30), t0);
-    let names: std::collections::BTreeMap<String, String> = (0..100)
-        .map(|i| (format!("workload-{i}"), "1.4.0".to_string()))
-        .collect();
-    state
-        .workloads
-        .set_desired(names.keys().cloned().collect(), t0);
-    state.desired = Some(names.clone());
+    let signer = NodeIdentity::from_hex(wm_testkit::proc::TEST_KEY).expect("the test key is valid");
+    let mut node = HealthyNode::new(100);
     let mut times = Vec::new();
-    for round in 0..200u32 {
-        let now = t0 + Duration::from_secs(60 * u64::from(round + 1));
-        for name in names.keys() {
-            let _ =
-                state
-                    .workloads
-                    .record(name, Reported::Healthy, "serving", now, SystemTime::now());
-        }
+    for round in 0..200u64 {
+        let now = node.minute(round);
         let started = Instant::now();
-        let queued = workload_manager::report::close_window(&mut state, now, SystemTime::now());
+        let queued =
+            workload_manager::report::close_window(&mut node.state, now, SystemTime::now());
         let body = format!("{{\"reports\":[{}]}}", queued.json);
-        let signed = node.sign_request(
+        let signed = signer.sign_request(
             "POST",
             "/api/v1/nodes/x/health",
             1_795_867_200,

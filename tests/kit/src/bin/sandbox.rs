@@ -13,12 +13,11 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use wm_testkit::node::TEST_ADDRESS;
 use wm_testkit::sandbox::{
-    self, print_line, Options, Sandbox, StartError, BUCKET, CHANGED, DEGRADED, HEARTBEAT_EVERY,
+    print_line, Options, Sandbox, StartError, BUCKET, CHANGED, DEGRADED, HEARTBEAT_EVERY,
     NAMESPACE, NEW_VERSION, REMOVED, REPORT_INTERVAL, SAMPLES, SYNC_INTERVAL, UPDATE_INTERVAL,
     VERSION_KEY,
 };
@@ -43,30 +42,6 @@ Build first: `cargo build --release`, then
 
 /// How long the manager may take to stop after SIGTERM before it is killed.
 const STOP_LIMIT: Duration = Duration::from_secs(10);
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-/// SIGINT and SIGTERM set [`STOP`]; the main loop checks it.
-fn install_signals() -> std::io::Result<()> {
-    for sig in [libc::SIGINT, libc::SIGTERM] {
-        // SAFETY: a zeroed sigaction whose handler does one atomic store.
-        let rc = unsafe {
-            let mut action: libc::sigaction = std::mem::zeroed();
-            action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-            action.sa_flags = libc::SA_RESTART;
-            libc::sigemptyset(&mut action.sa_mask);
-            libc::sigaction(sig, &action, std::ptr::null_mut())
-        };
-        if rc != 0 {
-            return Err(std::io::Error::last_os_error());
-        }
-    }
-    Ok(())
-}
 
 struct Args {
     options: Options,
@@ -117,7 +92,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let bin = match args.bin.clone().map_or_else(sandbox::locate, Ok) {
+    let bin = match args
+        .bin
+        .clone()
+        .map_or_else(wm_testkit::proc::locate_manager, Ok)
+    {
         Ok(b) => b,
         Err(e) => {
             eprintln!("sandbox: {e}");
@@ -141,10 +120,10 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    if let Some(w) = sandbox::stale_warning(&bin) {
+    if let Some(w) = wm_testkit::proc::stale_warning(&bin) {
         eprintln!("sandbox: WARNING: {w}");
     }
-    if let Err(e) = install_signals() {
+    if let Err(e) = workload_manager::signals::install() {
         eprintln!("sandbox: cannot install the Ctrl-C handler: {e}");
         return ExitCode::from(1);
     }
@@ -165,7 +144,7 @@ fn main() -> ExitCode {
 
     let begin = Instant::now();
     let why = loop {
-        if STOP.load(Ordering::SeqCst) {
+        if workload_manager::signals::stop_requested() {
             break "Ctrl-C".to_string();
         }
         if let Some(d) = args.duration.filter(|d| begin.elapsed() >= *d) {

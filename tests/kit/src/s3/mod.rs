@@ -239,3 +239,22 @@ impl Drop for FakeS3 {
         }
     }
 }
+
+/// The moto S3 emulator's endpoint from `WM_TEST_S3_ENDPOINT` (CI starts it:
+/// `eval "$(bash .ci/moto.sh start)"`). Without it: `None`, so the caller
+/// skips, except that under `CI=true` this panics, so the test fails
+/// rather than skips.
+pub fn moto_endpoint() -> Option<String> {
+    match std::env::var("WM_TEST_S3_ENDPOINT") {
+        Ok(e) if !e.is_empty() => Some(e),
+        _ => {
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "WM_TEST_S3_ENDPOINT is not set, and CI=true requires this test to run \
+                 (eval \"$(bash .ci/moto.sh start)\" first)"
+            );
+            eprintln!("SKIPPED: WM_TEST_S3_ENDPOINT not set");
+            None
+        }
+    }
+}
