@@ -71,10 +71,7 @@ fn rendered(test: &str) -> Option<&'static [Value]> {
         {
             Ok(out) => out,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                assert!(
-                    std::env::var("CI").as_deref() != Ok("true"),
-                    "{kubectl} is not installed, and CI=true requires the manifest tests to run"
-                );
+                wm_testkit::proc::skip_outside_ci(&format!("{kubectl} is not installed"));
                 return None;
             }
             Err(e) => panic!("cannot run {kubectl}: {e}"),

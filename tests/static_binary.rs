@@ -17,25 +17,16 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use wm_testkit::node::{FakeNode, TEST_ADDRESS};
-use wm_testkit::proc::{wait_for, Manager, TempDir, TEST_KEY};
+use wm_testkit::proc::{skip_outside_ci, wait_for, Manager, TempDir, TEST_KEY};
 
 /// The binary's path inside the empty root.
 const BIN_IN_ROOT: &str = "/workload-manager";
-
-fn in_ci() -> bool {
-    std::env::var("CI").as_deref() == Ok("true")
-}
 
 fn static_bin() -> Option<PathBuf> {
     match std::env::var_os("WM_STATIC_BIN") {
         Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
         _ => {
-            assert!(
-                !in_ci(),
-                "WM_STATIC_BIN is not set, and CI=true requires this test to run \
-                 (eval \"$(bash .ci/static.sh)\" first)"
-            );
-            eprintln!("SKIPPED: WM_STATIC_BIN not set (eval \"$(bash .ci/static.sh)\" first)");
+            skip_outside_ci("WM_STATIC_BIN is not set (eval \"$(bash .ci/static.sh)\" first)");
             None
         }
     }
@@ -214,8 +205,7 @@ fn version_in(root: &Path) -> Option<String> {
                 "cannot run the binary in an empty root here ({e}): this test needs root \
                  (CAP_SYS_CHROOT) or unprivileged user namespaces"
             );
-            assert!(!in_ci(), "{why}, and CI=true requires this test to run");
-            eprintln!("SKIPPED: {why}");
+            skip_outside_ci(&why);
             None
         }
         Err(e) => panic!("starting {BIN_IN_ROOT} in {}: {e}", root.display()),

@@ -194,6 +194,17 @@ impl Drop for Manager {
     }
 }
 
+/// Says a test is skipped because of `why` (e.g. "kubectl is not
+/// installed"), except under `CI=true`, where the test must run: there this
+/// panics, so the test fails instead.
+pub fn skip_outside_ci(why: &str) {
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "{why}, and CI=true requires this test to run"
+    );
+    eprintln!("SKIPPED: {why}");
+}
+
 /// A value from /proc/PID/status (the number before any unit).
 pub fn proc_status(pid: u32, field: &str) -> u64 {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
