@@ -50,12 +50,27 @@ pub struct Agent<C: Clock> {
     backend: Backend,
     /// The self-update file's client (or why it could not be set up).
     s3: Option<Result<crate::s3::S3, String>>,
-    running: Option<(JobId, Box<dyn Job>, Instant)>,
-    /// Whether the leader-only jobs are running.
-    leading: bool,
+    /// A run of the Lease job: it goes before any step of another job.
+    lease_run: Option<Running>,
+    /// A run of a leader-only job. While a Lease call goes first, or while
+    /// a renewal is overdue, it waits where it is; it is dropped when the
+    /// term it started in ends.
+    running: Option<Running>,
+    /// The Lease term the leader-only jobs run in; `None` while this
+    /// instance does not hold the Lease (they are paused).
+    term: Option<u64>,
+    /// Closes the clients to leader-only calls once the Lease may have lapsed.
+    fence: crate::outbound::Fence,
 }
 
-impl<C: Clock> Agent<C> {
+/// A job run in progress.
+struct Running {
+    id: JobId,
+    job: Box<dyn Job>,
+    started: Instant,
+}
+
+impl<C: Clock + Clone + 'static> Agent<C> {
     pub fn new(
         config: Config,
         clock: C,
@@ -105,9 +120,25 @@ impl<C: Clock> Agent<C> {
         for id in JobId::ALL.into_iter().filter(|id| id.leader_only()) {
             scheduler.pause(id);
         }
-        let kube = Kube::new(&config.kube, &config.namespace, config.http_timeout);
+        let lease_timing = crate::lease::Timing::for_call_timeout(config.http_timeout);
+        let boot_clock = clock.clone();
+        let fence = crate::outbound::Fence::new(move || boot_clock.boot());
+        let kube = Kube::new(
+            &config.kube,
+            &config.namespace,
+            config.http_timeout,
+            lease_timing.lease_call,
+        )
+        .with_fence(fence.clone());
         let mut state = State::new(identity, config.heartbeat_timeout, now);
-        state.boot_id = crate::clock::unix_millis(clock.wall());
+        state.election = crate::lease::Election::new(&config.pod_name, lease_timing);
+        // The random part keeps two instances started in the same
+        // millisecond with the same key apart.
+        state.run_id = format!(
+            "{}.{:08x}",
+            crate::clock::unix_millis(clock.wall()),
+            crate::scheduler::Rng::seed_from_os() as u32
+        );
         if let Some(dir) = &config.state_dir {
             let (outbox, warnings) = Outbox::open(dir);
             for w in warnings {
@@ -120,9 +151,15 @@ impl<C: Clock> Agent<C> {
                 );
             }
             state.outbox = outbox;
+            let (acks, warnings) = crate::acks::Acks::open(dir);
+            for w in warnings {
+                log::warn!("acknowledgements: {w}");
+            }
+            state.acks = acks;
         }
         let probe = SelfProbe::new(server.local_addr(), now);
-        let backend = Backend::new(&config.backend_url, node, config.http_timeout);
+        let backend =
+            Backend::new(&config.backend_url, node, config.http_timeout).with_fence(fence.clone());
         let s3 = config
             .update
             .as_ref()
@@ -137,8 +174,10 @@ impl<C: Clock> Agent<C> {
             kube,
             backend,
             s3,
+            lease_run: None,
             running: None,
-            leading: false,
+            term: None,
+            fence,
         }
     }
 
@@ -147,8 +186,11 @@ impl<C: Clock> Agent<C> {
         loop {
             if signals::stop_requested() {
                 log::info!("stopping");
-                if self.leading {
+                self.follow_election();
+                if self.state.election.leading(self.clock.boot()) {
                     self.flush();
+                }
+                if self.state.election.holds() {
                     self.release();
                 }
                 return Exit::Stopped;
@@ -168,9 +210,10 @@ impl<C: Clock> Agent<C> {
             log::warn!("cannot write the outbox to disk: {e}");
         }
         let batch = self.state.outbox.batch().count();
+        let budget = FLUSH_BUDGET.min(self.config.http_timeout);
         match self
             .backend
-            .post_health(&self.state.outbox.batch_body(), Some(FLUSH_BUDGET), wall)
+            .post_health(&self.state.outbox.batch_body(), Some(budget), wall)
         {
             Ok(_) => {
                 let _ = self.state.outbox.delivered(batch);
@@ -192,6 +235,7 @@ impl<C: Clock> Agent<C> {
     pub fn turn(&mut self) -> Result<(), Exit> {
         let now = self.clock.now();
         self.state.last_turn = now;
+        self.follow_election();
         if std::mem::take(&mut self.state.sync_requested) {
             self.scheduler.run_now(JobId::Sync, now);
         }
@@ -203,21 +247,46 @@ impl<C: Clock> Agent<C> {
             return Err(Exit::Deaf);
         }
         self.step_job();
-        self.follow_election();
         Ok(())
     }
 
-    /// Starts the leader-only jobs when this instance becomes the leader and
-    /// stops them (a run in progress included) when it no longer is.
+    /// Follows the election at this moment: records the role for status and
+    /// metrics; starts the leader-only jobs when a term begins, and stops
+    /// them (dropping a run in progress) when it ends. A renewal that is
+    /// only overdue ends no term: the jobs wait (see [`Agent::step_job`]).
     fn follow_election(&mut self) {
-        let now = self.clock.now();
-        let leading = self.state.election.leading(now);
-        if leading == self.leading {
+        let (now, boot) = (self.clock.now(), self.clock.boot());
+        let election = &mut self.state.election;
+        self.state.role = election.role(boot);
+        self.fence.set(election.act_until());
+        let term = election.holds().then(|| election.term());
+        if term == self.term {
             return;
         }
-        self.leading = leading;
-        let leader_only = JobId::ALL.into_iter().filter(|id| id.leader_only());
-        if leading {
+        let leader_only = || JobId::ALL.into_iter().filter(|id| id.leader_only());
+        if let Some(run) = self.running.take() {
+            self.state.job_done(
+                run.id,
+                crate::state::Outcome::Skipped,
+                "stopped: this instance's Lease term ended".to_string(),
+                self.clock.wall(),
+                now.saturating_duration_since(run.started),
+            );
+        }
+        if self.term.is_some() {
+            log::warn!(
+                "no longer leading: {}; sync, reports and update checks stop",
+                match self.state.election.holder() {
+                    Some(h) if h != self.state.election.identity() =>
+                        format!("{h} holds Lease {}", crate::lease::NAME),
+                    _ => format!("Lease {} is no longer this instance's", crate::lease::NAME),
+                }
+            );
+            for id in leader_only() {
+                self.scheduler.pause(id);
+            }
+        }
+        if term.is_some() {
             log::info!(
                 "leading: this instance ({}) holds Lease {}",
                 self.state.election.identity(),
@@ -227,30 +296,11 @@ impl<C: Clock> Agent<C> {
                 // The previous holder reported up to now; start a fresh window.
                 self.state.workloads.close_window(now);
             }
-            for id in leader_only {
+            for id in leader_only() {
                 self.scheduler.resume(id, now);
             }
-        } else {
-            log::warn!(
-                "no longer leading ({}); sync, reports and update checks stop",
-                match self.state.election.holder() {
-                    Some(h) => format!("{h} holds Lease {}", crate::lease::NAME),
-                    None => "the Lease could not be renewed".to_string(),
-                }
-            );
-            for id in leader_only {
-                self.scheduler.pause(id);
-            }
-            if let Some((id, _, started)) = self.running.take_if(|(id, _, _)| id.leader_only()) {
-                self.state.job_done(
-                    id,
-                    crate::state::Outcome::Skipped,
-                    "stopped: no longer the leader".to_string(),
-                    self.clock.wall(),
-                    now.saturating_duration_since(started),
-                );
-            }
         }
+        self.term = term;
     }
 
     /// Gives up the Lease on the way out, so a successor takes over at once.
@@ -264,14 +314,22 @@ impl<C: Clock> Agent<C> {
         }
     }
 
+    /// Whether leader-only calls may be made at this moment (boot time).
+    fn may_lead(&self) -> bool {
+        self.state.election.leading(self.clock.boot())
+    }
+
     /// How long to wait for requests before the next job step is due.
     fn wait(&self, now: Instant) -> Duration {
-        if self.running.is_some() {
+        let may_lead = self.may_lead();
+        let renew_now = self.state.election.renew_now(self.clock.boot());
+        if self.lease_run.is_some() || renew_now || (self.running.is_some() && may_lead) {
             return Duration::ZERO;
         }
+        // Leader-only work that may not run yet waits for the Lease.
         let due = self
             .scheduler
-            .next_due()
+            .next_due(|id| may_lead || !id.leader_only())
             .unwrap_or(now + MAX_WAIT)
             .min(self.probe.next_due());
         due.saturating_duration_since(now).min(MAX_WAIT)
@@ -312,49 +370,85 @@ impl<C: Clock> Agent<C> {
         });
     }
 
-    /// Advances the running job by one step, or starts the next due one.
+    /// One step of a job. The Lease goes first: a run of it in progress, or
+    /// one due, is stepped before anything else. Then, only while this
+    /// instance leads by the clock that counts suspended time, the running
+    /// leader-only job or the next due one.
     fn step_job(&mut self) {
         let now = self.clock.now();
-        let (id, mut job, started) = match self.running.take() {
-            Some(running) => running,
-            None => match self.scheduler.due(now) {
-                Some(id) => (id, jobs::start(id), now),
+        if self.state.election.renew_now(self.clock.boot()) {
+            self.scheduler.run_now(JobId::Lease, now);
+        }
+        if self.lease_run.is_none() && self.scheduler.due(now, |id| id == JobId::Lease).is_some() {
+            self.lease_run = Some(Running {
+                id: JobId::Lease,
+                job: jobs::start(JobId::Lease),
+                started: now,
+            });
+        }
+        if let Some(run) = self.lease_run.take() {
+            self.lease_run = self.step(run);
+            self.follow_election();
+            return;
+        }
+        self.follow_election();
+        // Checked right before the call: a process that was stopped or a
+        // machine that slept past its Lease renews first (the Lease job is
+        // due by then) or learns it lost.
+        if !self.may_lead() {
+            return;
+        }
+        let run = match self.running.take() {
+            Some(run) => run,
+            None => match self.scheduler.due(now, JobId::leader_only) {
+                Some(id) => Running {
+                    id,
+                    job: jobs::start(id),
+                    started: now,
+                },
                 None => return,
             },
         };
+        self.running = self.step(run);
+    }
+
+    /// Steps `run` once; returns it if it goes on.
+    fn step(&mut self, mut run: Running) -> Option<Running> {
         let mut cx = Context {
             state: &mut self.state,
             kube: &mut self.kube,
             backend: &self.backend,
             config: &self.config,
             s3: self.s3.as_ref(),
-            now,
+            now: self.clock.now(),
+            boot: self.clock.boot(),
             wall: self.clock.wall(),
         };
-        match job.step(&mut cx) {
-            Step::Continue => self.running = Some((id, job, started)),
-            Step::Done(done) => {
-                if id == JobId::Sync {
-                    crate::memory::release_free_pages();
-                }
-                let end = self.clock.now();
-                let wait = self.scheduler.finished(id, done.next, end);
-                let took = end.saturating_duration_since(started);
-                match done.outcome {
-                    crate::state::Outcome::Error => {
-                        log::warn!(
-                            "{} failed: {} (retry in {}s)",
-                            id.name(),
-                            done.detail,
-                            wait.as_secs()
-                        )
-                    }
-                    _ => log::debug!("{}: {}", id.name(), done.detail),
-                }
-                self.state
-                    .job_done(id, done.outcome, done.detail, self.clock.wall(), took);
-            }
+        let done = match run.job.step(&mut cx) {
+            Step::Continue => return Some(run),
+            Step::Done(done) => done,
+        };
+        let id = run.id;
+        if id == JobId::Sync {
+            crate::memory::release_free_pages();
         }
+        let end = self.clock.now();
+        let wait = self.scheduler.finished(id, done.next, end);
+        let took = end.saturating_duration_since(run.started);
+        match done.outcome {
+            crate::state::Outcome::Error => {
+                log::warn!(
+                    "{} failed: {} (retry in {}s)",
+                    id.name(),
+                    done.detail,
+                    wait.as_secs()
+                )
+            }
+            _ => log::debug!("{}: {}", id.name(), done.detail),
+        }
+        self.state
+            .job_done(id, done.outcome, done.detail, self.clock.wall(), took);
+        None
     }
 
     /// The address the API listens on.
@@ -430,13 +524,18 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
+        agent_with(&format!("http://{refused}"), "http://127.0.0.1:9")
+    }
+
+    /// An agent on a virtual clock with these Kubernetes API and backend URLs.
+    fn agent_with(kube: &str, backend: &str) -> (Agent<VirtualClock>, VirtualClock) {
         let env = Env(vec![
-            ("NODE_SYSTEM_ENDPOINT", "http://127.0.0.1:9".into()),
+            ("NODE_SYSTEM_ENDPOINT", backend.into()),
             (
                 "NODE_PRIVATE_KEY",
                 "4c0883a69102937d6231471b5dbb6204fe5129617082792ae468d01a3f362318".into(),
             ),
-            ("WM_KUBE_API_URL", format!("http://{refused}")),
+            ("WM_KUBE_API_URL", kube.into()),
             ("WM_LISTEN", "127.0.0.1:0".into()),
             ("WM_HTTP_TIMEOUT", "2s".into()),
         ]);
@@ -463,18 +562,117 @@ mod tests {
         })
     }
 
-    /// Makes the agent the leader as if it had just created the Lease (its
-    /// Kubernetes API is down, so the Lease job keeps failing; leadership
-    /// lasts the renew deadline from here).
+    /// Makes the agent the leader as if it had just created the Lease, or
+    /// renewed it if it holds it already (its Kubernetes API is down, so the
+    /// Lease job keeps failing; leadership lasts the renew deadline from here).
     fn lead(agent: &mut Agent<VirtualClock>, clock: &VirtualClock) {
         use crate::lease::{Answer, Call, Lease};
-        let now = clock.now();
+        let now = clock.boot();
         let election = &mut agent.state.election;
-        election.answered(&Call::Get, Answer::Absent, now);
+        if !election.holds() {
+            election.answered(&Call::Get, Answer::Absent, now);
+        }
         let call = election.next_call("default", now, clock.wall());
         let mut lease = Lease::default();
         lease.spec.holder_identity = Some(election.identity().to_string());
         election.answered(&call, Answer::Lease(lease), now);
+    }
+
+    /// A server on 127.0.0.1 that answers every request 503 and records
+    /// `METHOD PATH` of each, in order of arrival.
+    fn recorder() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+        use std::io::BufRead;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+                let mut head = String::new();
+                let mut line = String::new();
+                let _ = reader.read_line(&mut head);
+                let mut length = 0;
+                while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                    if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                        length = v.trim().parse().unwrap_or(0);
+                    }
+                    line.clear();
+                }
+                let _ = reader.read_exact(&mut vec![0; length]);
+                let mut words = head.split_whitespace();
+                let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+                log.lock().unwrap().push(format!("{method} {path}"));
+                let _ = conn.write_all(
+                    b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        (url, seen)
+    }
+
+    #[test]
+    fn after_a_suspend_past_the_lease_nothing_leader_only_happens_before_a_lease_call() {
+        let (url, seen) = recorder();
+        let (mut agent, clock) = agent_with(&url, &url);
+        let calls = |from: usize| seen.lock().unwrap()[from..].to_vec();
+        let is_lease = |c: &String| c.contains("/leases");
+        lead(&mut agent, &clock);
+        agent.turn().unwrap();
+        clock.advance(FIRST_SYNC_WITHIN);
+        turn_until(&mut agent, |a| a.state.jobs[&JobId::Sync].last.is_some());
+        assert!(
+            calls(0).iter().any(|c| c.contains("/deployments")),
+            "a leader syncs: {:?}",
+            calls(0)
+        );
+        // The sync failed and is retried within 2 s of monotonic time. The
+        // machine sleeps for a minute, past the renew deadline (10 s) and the
+        // Lease (13 s), then that monotonic time passes.
+        let mark = seen.lock().unwrap().len();
+        clock.suspend(Duration::from_secs(60));
+        clock.advance(Duration::from_secs(3));
+        turn_until(&mut agent, |_| !calls(mark).is_empty());
+        let after = calls(mark);
+        assert!(
+            is_lease(&after[0]),
+            "the first call after waking: {after:?}"
+        );
+        assert!(matches!(agent.state.role, crate::lease::Role::Lapsed(_)));
+        assert_eq!(agent.state.jobs[&JobId::Sync].runs.values().sum::<u64>(), 1);
+        // The Lease API answers 503: still not renewed, so nothing leader-only.
+        for _ in 0..10 {
+            clock.advance(Duration::from_secs(3));
+            agent.turn().unwrap();
+        }
+        let after = calls(mark);
+        assert!(after.iter().all(is_lease), "{after:?}");
+        assert!(
+            after.len() >= 3,
+            "the Lease is retried every period: {after:?}"
+        );
+        let v = crate::status::json(&agent.state, clock.now(), clock.wall());
+        assert_eq!(v["manager"]["leader"], false, "{v}");
+        // The clients refuse leader-only calls too, however they are reached.
+        let sent = agent.backend.put_version("web", "1.0.0", "t", clock.wall());
+        assert!(
+            matches!(sent, Err(crate::backend::BackendError::Fenced(_))),
+            "{sent:?}"
+        );
+        let listed = agent.kube.list_managed(clock.now());
+        assert!(
+            matches!(listed, Err(crate::kube::KubeError::Fenced(_))),
+            "{listed:?}"
+        );
+        assert!(calls(mark).iter().all(is_lease), "{:?}", calls(mark));
+        // Renewed in the same term: the sync goes on.
+        lead(&mut agent, &clock);
+        let mark = seen.lock().unwrap().len();
+        turn_until(&mut agent, |_| {
+            calls(mark).iter().any(|c| c.contains("/deployments"))
+        });
+        assert_eq!(agent.state.role, crate::lease::Role::Leading);
     }
 
     /// Turns the loop until `done` or 200 turns.
@@ -488,7 +686,10 @@ mod tests {
                 return;
             }
         }
-        panic!("condition not reached");
+        panic!(
+            "condition not reached: role {:?}, jobs {:?}",
+            agent.state.role, agent.state.jobs
+        );
     }
 
     #[test]
@@ -519,7 +720,7 @@ mod tests {
         assert_eq!(agent.scheduler.failures(JobId::Sync), 1);
         assert!(!agent.state.kube_answered);
         // The retry comes after a backoff of 1-2 s, not the 10-minute interval.
-        let due = agent.scheduler.next_due().unwrap();
+        let due = agent.scheduler.next_due(|_| true).unwrap();
         assert!(
             due <= clock.now() + Duration::from_secs(2),
             "retry is backed off, not postponed"

@@ -39,12 +39,15 @@ pub enum BackendError {
     },
     /// A success whose body breaks the contract.
     Invalid(String),
+    /// Not sent: the Lease may have lapsed (see `outbound::Fence`).
+    Fenced(crate::outbound::Fenced),
 }
 
 impl std::fmt::Display for BackendError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             BackendError::Unreachable(m) => write!(f, "backend unreachable: {m}"),
+            BackendError::Fenced(e) => write!(f, "{e}"),
             BackendError::RetryAfter { code, after } => {
                 write!(
                     f,
@@ -94,6 +97,8 @@ pub struct Backend {
     base_path: String,
     agent: ureq::Agent,
     identity: NodeIdentity,
+    /// Every backend call is leader-only.
+    fence: crate::outbound::Fence,
 }
 
 /// Manifests by workload and version. A version's manifest never changes,
@@ -196,7 +201,14 @@ impl Backend {
             base_path: base_path(base_url),
             agent: ureq::Agent::new_with_config(config),
             identity,
+            fence: crate::outbound::Fence::open(),
         }
+    }
+
+    /// Sends nothing once `fence` closes.
+    pub fn with_fence(mut self, fence: crate::outbound::Fence) -> Backend {
+        self.fence = fence;
+        self
     }
 
     pub fn address(&self) -> &str {
@@ -366,6 +378,7 @@ impl Backend {
         request: ureq::http::Request<S>,
         timeout: Option<Duration>,
     ) -> Result<ureq::http::Response<ureq::Body>, BackendError> {
+        self.fence.check().map_err(BackendError::Fenced)?;
         let request = match timeout {
             Some(t) => self
                 .agent

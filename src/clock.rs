@@ -1,9 +1,11 @@
 //! Time, made explicit: the one place that reads the system clocks.
 //!
 //! Everything that decides by time takes an [`Instant`] (monotonic: timeouts,
-//! schedules, uptime) or a [`SystemTime`] (wall: timestamps shown to people and
-//! sent to the backend) from a [`Clock`]. Tests use [`VirtualClock`], which only
-//! moves when told to, so no test sleeps and a wall-clock jump can be staged.
+//! schedules, uptime), a boot time (monotonic but counting time the machine
+//! was suspended: whether a Lease is still held) or a [`SystemTime`] (wall:
+//! timestamps shown to people and sent to the backend) from a [`Clock`].
+//! Tests use [`VirtualClock`], which only moves when told to, so no test
+//! sleeps and a wall-clock jump or a suspend can be staged.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -15,6 +17,10 @@ pub trait Clock {
     fn now(&self) -> Instant;
     /// Wall-clock now: only for timestamps.
     fn wall(&self) -> SystemTime;
+    /// Time since the machine booted, suspended time included
+    /// (`CLOCK_BOOTTIME`): `now()` stands still while a machine is
+    /// suspended, so a Lease judged by it would look fresh after a resume.
+    fn boot(&self) -> Duration;
 }
 
 /// The real clocks.
@@ -28,6 +34,26 @@ impl Clock for SystemClock {
     fn wall(&self) -> SystemTime {
         SystemTime::now()
     }
+    fn boot(&self) -> Duration {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec we own. CLOCK_BOOTTIME
+        // exists on every Linux since 2.6.39; should it fail, the monotonic
+        // clock is the best there is.
+        if unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) } != 0 {
+            return BOOT_FALLBACK.with(|origin| origin.elapsed());
+        }
+        Duration::new(
+            ts.tv_sec.max(0) as u64,
+            ts.tv_nsec.clamp(0, 999_999_999) as u32,
+        )
+    }
+}
+
+thread_local! {
+    static BOOT_FALLBACK: Instant = Instant::now();
 }
 
 /// A clock that moves only when a test says so. Clones share the same time.
@@ -35,6 +61,7 @@ impl Clock for SystemClock {
 pub struct VirtualClock {
     origin: Instant,
     elapsed: Rc<Cell<Duration>>,
+    suspended: Rc<Cell<Duration>>,
     wall: Rc<Cell<SystemTime>>,
 }
 
@@ -44,6 +71,7 @@ impl VirtualClock {
         VirtualClock {
             origin: Instant::now(),
             elapsed: Rc::new(Cell::new(Duration::ZERO)),
+            suspended: Rc::new(Cell::new(Duration::ZERO)),
             wall: Rc::new(Cell::new(UNIX_EPOCH + Duration::from_secs(wall_secs))),
         }
     }
@@ -51,6 +79,13 @@ impl VirtualClock {
     /// Moves both clocks forward by `by`.
     pub fn advance(&self, by: Duration) {
         self.elapsed.set(self.elapsed.get() + by);
+        self.wall.set(self.wall.get() + by);
+    }
+
+    /// The machine sleeps for `by`: boot and wall time move on, monotonic
+    /// time does not (as `CLOCK_MONOTONIC` on Linux).
+    pub fn suspend(&self, by: Duration) {
+        self.suspended.set(self.suspended.get() + by);
         self.wall.set(self.wall.get() + by);
     }
 
@@ -66,6 +101,10 @@ impl Clock for VirtualClock {
     }
     fn wall(&self) -> SystemTime {
         self.wall.get()
+    }
+    fn boot(&self) -> Duration {
+        // An arbitrary uptime at the start, as a real machine has.
+        Duration::from_secs(1000) + self.elapsed.get() + self.suspended.get()
     }
 }
 
@@ -150,6 +189,32 @@ mod tests {
             Duration::from_secs(5),
             "a wall jump leaves monotonic time alone"
         );
+    }
+
+    #[test]
+    fn a_suspend_moves_boot_and_wall_time_but_not_monotonic_time() {
+        let clock = VirtualClock::new(1_795_867_200);
+        let (t0, b0, w0) = (clock.now(), clock.boot(), clock.wall());
+        clock.advance(Duration::from_secs(2));
+        assert_eq!(clock.boot() - b0, Duration::from_secs(2));
+        clock.suspend(Duration::from_secs(30));
+        assert_eq!(clock.now() - t0, Duration::from_secs(2));
+        assert_eq!(clock.boot() - b0, Duration::from_secs(32));
+        assert_eq!(
+            clock.wall().duration_since(w0).unwrap(),
+            Duration::from_secs(32)
+        );
+    }
+
+    #[test]
+    fn the_system_boot_clock_runs_with_the_monotonic_clock() {
+        let (b0, t0) = (SystemClock.boot(), Instant::now());
+        assert!(b0 > Duration::ZERO);
+        std::thread::sleep(Duration::from_millis(20));
+        let (db, dt) = (SystemClock.boot() - b0, t0.elapsed());
+        assert!(db >= Duration::from_millis(20), "{db:?}");
+        // Nothing suspends the machine during a test.
+        assert!(db <= dt + Duration::from_secs(1), "{db:?} vs {dt:?}");
     }
 
     #[test]

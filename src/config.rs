@@ -205,7 +205,7 @@ impl Parser<'_> {
         let report_interval = self.duration("WM_REPORT_INTERVAL", Duration::from_secs(60));
         let update_interval = self.duration("WM_UPDATE_INTERVAL", Duration::from_secs(900));
         let heartbeat_timeout = self.duration("WM_HEARTBEAT_TIMEOUT", Duration::from_secs(30));
-        let http_timeout = self.duration("WM_HTTP_TIMEOUT", Duration::from_secs(10));
+        let http_timeout = self.http_timeout();
         let update = self.update();
         let self_deployment = self.name("WM_SELF_DEPLOYMENT", "workload-manager");
         let self_container = self.name("WM_SELF_CONTAINER", "workload-manager");
@@ -408,6 +408,23 @@ impl Parser<'_> {
                 None
             }
         }
+    }
+
+    /// `WM_HTTP_TIMEOUT`: the Lease timing is derived from it (see
+    /// `lease::Timing`), which bounds it.
+    fn http_timeout(&mut self) -> Option<Duration> {
+        let t = self.duration("WM_HTTP_TIMEOUT", Duration::from_secs(10))?;
+        if t > crate::lease::MAX_CALL {
+            self.problem(
+                "WM_HTTP_TIMEOUT",
+                format!(
+                    "at most {}: the leader-election Lease is sized so that no call can outlast it, and a longer timeout would make it last over two minutes",
+                    format_duration(crate::lease::MAX_CALL),
+                ),
+            );
+            return None;
+        }
+        Some(t)
     }
 
     fn name(&mut self, var: &'static str, default: &str) -> Option<String> {
@@ -685,6 +702,23 @@ mod tests {
             found
                 .iter()
                 .all(|p| !p.contains("q9z") && !p.contains("deadbeef")),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn an_http_timeout_the_lease_cannot_cover_is_refused() {
+        let mut src = minimal();
+        src.vars.insert("WM_HTTP_TIMEOUT", "60s".into());
+        assert_eq!(
+            Config::load(&src).unwrap().http_timeout,
+            Duration::from_secs(60)
+        );
+        src.vars.insert("WM_HTTP_TIMEOUT", "61s".into());
+        let found = problems(&src);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert!(
+            found[0].starts_with("WM_HTTP_TIMEOUT: at most 1m: the leader-election Lease"),
             "{found:?}"
         );
     }

@@ -21,6 +21,11 @@ use crate::state::{Outcome, State};
 /// outcome shows without waiting a whole sync interval.
 pub const ROLLOUT_RECHECK: std::time::Duration = std::time::Duration::from_secs(15);
 
+/// Above this many desired names missing from the managed list, one list
+/// of every Deployment in the namespace replaces a GET per name (a first
+/// sync of many workloads, on a slow API server, saves a call per workload).
+pub const PROBES_AT_MOST: usize = 8;
+
 /// What a job step may use.
 pub struct Context<'a> {
     pub state: &'a mut State,
@@ -30,6 +35,8 @@ pub struct Context<'a> {
     /// The self-update file's client; `None` when self-update is off.
     pub s3: Option<&'a Result<crate::s3::S3, String>>,
     pub now: Instant,
+    /// Boot time (counts suspended time): what the Lease is judged by.
+    pub boot: std::time::Duration,
     pub wall: SystemTime,
 }
 
@@ -96,6 +103,8 @@ struct Sync {
     unknown: BTreeSet<String>,
     /// The backend answered 304.
     unchanged: bool,
+    /// Listing the whole namespace failed: look up names one by one.
+    probe_singly: bool,
     tally: Tally,
 }
 
@@ -104,7 +113,8 @@ enum SyncPhase {
     #[default]
     List,
     Fetch,
-    /// Desired names the managed list lacks: GET each.
+    /// Desired names the managed list lacks: GET each, or list the whole
+    /// namespace once when there are more than [`PROBES_AT_MOST`].
     Probe(Vec<String>),
     Act(VecDeque<Task>),
 }
@@ -117,10 +127,11 @@ enum Task {
         version: String,
         create: bool,
     },
-    /// Tell the backend a version was applied.
+    /// Tell the backend a version was applied (at `at`, RFC 3339).
     PutVersion {
         name: String,
         version: String,
+        at: String,
     },
     Delete {
         name: String,
@@ -132,6 +143,8 @@ struct Tally {
     created: usize,
     applied: usize,
     deleted: usize,
+    /// Versions the backend acknowledged.
+    acknowledged: usize,
     errors: Vec<String>,
 }
 
@@ -199,6 +212,34 @@ impl Sync {
     }
 
     fn probe(&mut self, cx: &mut Context<'_>, mut names: Vec<String>) -> Step {
+        if names.len() > PROBES_AT_MOST && !self.probe_singly {
+            match cx.kube.list_all(cx.now) {
+                Ok(all) => {
+                    let found: BTreeMap<String, Deployment> = all
+                        .into_iter()
+                        .map(|d| (d.metadata.name.clone(), d))
+                        .collect();
+                    for name in std::mem::take(&mut names) {
+                        match found.get(&name) {
+                            Some(d) => {
+                                self.actual.insert(name, observe(d));
+                            }
+                            None => {
+                                cx.state
+                                    .deployments
+                                    .insert(name, DeploymentView::marked(Rollout::Missing, ""));
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    log::debug!("listing every Deployment: {e}; looking up each name");
+                    self.probe_singly = true;
+                }
+            }
+            self.phase = SyncPhase::Probe(names);
+            return Step::Continue;
+        }
         let Some(name) = names.pop() else {
             let desired = cx.state.desired.clone().unwrap_or_default();
             let actions = reconcile::plan(&desired, &self.actual, &cx.state.applied)
@@ -226,6 +267,7 @@ impl Sync {
                     }
                 }
             }
+            self.owed_acks(cx, &mut tasks);
             return self.act(cx, tasks);
         };
         match cx.kube.get(&name, cx.now) {
@@ -245,6 +287,47 @@ impl Sync {
         }
         self.phase = SyncPhase::Probe(names);
         Step::Continue
+    }
+
+    /// Acknowledgements owed for desired workloads whose managed Deployment
+    /// this sync leaves as it is (a write is acknowledged after it).
+    fn owed_acks(&self, cx: &mut Context<'_>, tasks: &mut VecDeque<Task>) {
+        let written: BTreeSet<&str> = tasks
+            .iter()
+            .filter_map(|t| match t {
+                Task::Write { name, .. } | Task::Delete { name } => Some(name.as_str()),
+                Task::PutVersion { .. } => None,
+            })
+            .collect();
+        let desired = cx.state.desired.as_ref();
+        let now = crate::clock::rfc3339(cx.wall);
+        let mut owed = Vec::new();
+        for (name, o) in &self.actual {
+            let Some(version) = o.version.as_deref() else {
+                continue;
+            };
+            let wanted = desired.is_some_and(|d| d.contains_key(name));
+            if !o.managed || !wanted || written.contains(name.as_str()) {
+                continue;
+            }
+            if let Some(due) = cx.state.acks.owed(name, version, &now) {
+                owed.push(Task::PutVersion {
+                    name: name.clone(),
+                    version: due.version,
+                    at: due.applied_at,
+                });
+            }
+        }
+        if !owed.is_empty() {
+            log::info!(
+                "{} applied version(s) not yet acknowledged to the backend; sending them",
+                owed.len()
+            );
+        }
+        // Before the writes: they are what a short sync may not get to.
+        for task in owed.into_iter().rev() {
+            tasks.push_front(task);
+        }
     }
 
     fn act(&mut self, cx: &mut Context<'_>, mut tasks: VecDeque<Task>) -> Step {
@@ -279,12 +362,17 @@ impl Sync {
                     self.write(cx, &mut tasks, name, version, create);
                 }
             }
-            Task::PutVersion { name, version } => {
-                let at = crate::clock::rfc3339(cx.wall);
-                if let Err(e) = cx.backend.put_version(&name, &version, &at, cx.wall) {
-                    self.tally
-                        .errors
-                        .push(format!("{name}: reporting version {version}: {e}"));
+            Task::PutVersion { name, version, at } => {
+                match cx.backend.put_version(&name, &version, &at, cx.wall) {
+                    Ok(()) => {
+                        self.tally.acknowledged += 1;
+                        if let Err(e) = cx.state.acks.acknowledged(&name, &version) {
+                            log::warn!("cannot write the acknowledgement record: {e}");
+                        }
+                    }
+                    Err(e) => self.tally.errors.push(format!(
+                        "{name}: reporting version {version} (sent again at the next sync): {e}"
+                    )),
                 }
             }
             Task::Delete { name } => match cx.kube.delete(&name, cx.now) {
@@ -293,6 +381,9 @@ impl Sync {
                     self.tally.deleted += 1;
                     cx.state.applied.remove(&name);
                     cx.state.deployments.remove(&name);
+                    if let Err(e) = cx.state.acks.forget(&name) {
+                        log::warn!("cannot write the acknowledgement record: {e}");
+                    }
                 }
                 Err(e) => self.tally.errors.push(format!("{name}: delete: {e}")),
             },
@@ -348,7 +439,11 @@ impl Sync {
                 cx.state
                     .deployments
                     .insert(name.clone(), DeploymentView::of(&d));
-                tasks.push_front(Task::PutVersion { name, version });
+                let at = crate::clock::rfc3339(cx.wall);
+                if let Err(e) = cx.state.acks.applied(&name, &version, &at) {
+                    log::warn!("cannot write the acknowledgement record: {e}");
+                }
+                tasks.push_front(Task::PutVersion { name, version, at });
             }
             Err(e) => {
                 let rollout = if matches!(e, KubeError::Api { code: 409, .. }) && create {
@@ -377,7 +472,7 @@ impl Sync {
     fn finish(&mut self, cx: &mut Context<'_>) -> Step {
         let t = &self.tally;
         let desired = cx.state.desired.as_ref().map_or(0, |d| d.len());
-        let summary = format!(
+        let mut summary = format!(
             "{desired} desired ({}); {} created, {} applied, {} deleted",
             if self.unchanged {
                 "unchanged"
@@ -388,6 +483,9 @@ impl Sync {
             t.applied,
             t.deleted
         );
+        if t.acknowledged > 0 {
+            summary.push_str(&format!("; {} version(s) acknowledged", t.acknowledged));
+        }
         let moving = cx
             .state
             .deployments
@@ -757,7 +855,7 @@ impl Job for LeaseJob {
         let call = cx
             .state
             .election
-            .next_call(&cx.config.namespace, cx.now, cx.wall);
+            .next_call(&cx.config.namespace, cx.boot, cx.wall);
         let result = match &call {
             Call::Wait => {
                 cx.state.election.waited();
@@ -775,7 +873,7 @@ impl Job for LeaseJob {
             Ok(answer) => answer,
             Err(KubeError::Api { code: 409, .. }) => Answer::Conflict,
             Err(e) => {
-                cx.state.election.answered(&call, Answer::Failed, cx.now);
+                cx.state.election.answered(&call, Answer::Failed, cx.boot);
                 return self.done(cx, Outcome::Error, format!("Lease: {e}"));
             }
         };
@@ -784,7 +882,7 @@ impl Job for LeaseJob {
         }
         cx.state.kube_answered = true;
         let conflict = answer == Answer::Conflict;
-        cx.state.election.answered(&call, answer, cx.now);
+        cx.state.election.answered(&call, answer, cx.boot);
         let wrote = matches!(call, Call::Create(_) | Call::Update(_));
         if (wrote && !conflict) || self.calls >= 3 {
             return self.done(cx, Outcome::Ok, String::new());
@@ -796,18 +894,17 @@ impl Job for LeaseJob {
 
 impl LeaseJob {
     fn done(&self, cx: &mut Context<'_>, outcome: Outcome, error: String) -> Step {
+        use crate::lease::{Role, NAME};
         let e = &cx.state.election;
-        let role = if e.leading(cx.now) {
-            format!(
-                "leader: {} holds Lease {}",
+        let role = match e.role(cx.boot) {
+            Role::Leading => format!("leader: {} holds Lease {NAME}", e.identity()),
+            Role::Lapsed(since) => format!(
+                "not leading: Lease {NAME} names this instance ({}) but was not renewed for {}",
                 e.identity(),
-                crate::lease::NAME
-            )
-        } else {
-            match e.holder() {
-                Some(h) => format!("follower: {h} holds Lease {}", crate::lease::NAME),
-                None => "no leader yet".to_string(),
-            }
+                crate::clock::human(since)
+            ),
+            Role::Following(h) => format!("follower: {h} holds Lease {NAME}"),
+            Role::NoLeader => "no leader yet".to_string(),
         };
         let detail = if error.is_empty() {
             role

@@ -24,6 +24,8 @@ pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by=workload-manager";
 pub const TOKEN_MAX_AGE: Duration = Duration::from_secs(60);
 /// Largest response body read from the API server.
 pub const MAX_RESPONSE: u64 = 16 * 1024 * 1024;
+/// A 401 is retried only with at least this much of the call's budget left.
+const MIN_RETRY_BUDGET: Duration = Duration::from_millis(100);
 /// Largest error body read: a Status is small.
 const MAX_ERROR_BODY: u64 = 64 * 1024;
 
@@ -34,6 +36,8 @@ pub enum KubeError {
     Setup(String),
     /// No HTTP answer: refused, reset, timed out, TLS failure.
     Unreachable(String),
+    /// Not sent: the Lease may have lapsed (see `outbound::Fence`).
+    Fenced(crate::outbound::Fenced),
     /// The API server answered with an error Status.
     Api {
         code: u16,
@@ -50,6 +54,7 @@ impl std::fmt::Display for KubeError {
         match self {
             KubeError::Setup(m) => write!(f, "Kubernetes client setup: {m}"),
             KubeError::Unreachable(m) => write!(f, "Kubernetes API unreachable: {m}"),
+            KubeError::Fenced(e) => write!(f, "{e}"),
             KubeError::Api {
                 code,
                 reason,
@@ -81,7 +86,12 @@ pub struct Kube {
     token: Option<(String, Instant)>,
     ca_file: PathBuf,
     agent: Option<ureq::Agent>,
+    /// The most one call may take, its 401 retry included.
     timeout: Duration,
+    /// The same, for a Lease call.
+    lease_timeout: Duration,
+    /// Every call but the Lease's is leader-only.
+    fence: crate::outbound::Fence,
 }
 
 #[derive(Deserialize)]
@@ -165,7 +175,13 @@ pub struct Condition {
 }
 
 impl Kube {
-    pub fn new(config: &KubeConfig, namespace: &str, timeout: Duration) -> Kube {
+    /// A client whose calls take at most `timeout`, Lease calls at most `lease_timeout`.
+    pub fn new(
+        config: &KubeConfig,
+        namespace: &str,
+        timeout: Duration,
+        lease_timeout: Duration,
+    ) -> Kube {
         Kube {
             base: config.api_url.clone(),
             namespace: namespace.to_string(),
@@ -174,7 +190,15 @@ impl Kube {
             ca_file: config.ca_file.clone(),
             agent: None,
             timeout,
+            lease_timeout: lease_timeout.min(timeout),
+            fence: crate::outbound::Fence::open(),
         }
+    }
+
+    /// Sends nothing but Lease calls once `fence` closes.
+    pub fn with_fence(mut self, fence: crate::outbound::Fence) -> Kube {
+        self.fence = fence;
+        self
     }
 
     /// The Deployments in our namespace that carry the managed-by label.
@@ -184,7 +208,16 @@ impl Kube {
             self.collection(),
             MANAGED_BY.replace('/', "%2F").replace('=', "%3D")
         );
-        let body = self.send("GET", &path, None, now)?;
+        let body = self.send("GET", &path, None, now, self.timeout)?;
+        let list: List = decode(&body)?;
+        Ok(list.items)
+    }
+
+    /// Every Deployment in our namespace, managed or not (read only, to tell
+    /// names that are free from names taken).
+    pub fn list_all(&mut self, now: Instant) -> Result<Vec<Deployment>, KubeError> {
+        let path = self.collection();
+        let body = self.send("GET", &path, None, now, self.timeout)?;
         let list: List = decode(&body)?;
         Ok(list.items)
     }
@@ -232,7 +265,12 @@ impl Kube {
     /// The election Lease; `None` when there is none.
     pub fn get_lease(&mut self, now: Instant) -> Result<Option<Lease>, KubeError> {
         let path = format!("{}/{}", self.leases(), crate::lease::NAME);
-        self.read(&path, now)
+        let timeout = self.lease_timeout;
+        match self.send("GET", &path, None, now, timeout) {
+            Ok(body) => decode(&body).map(Some),
+            Err(KubeError::Api { code: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// Creates the election Lease (409 when another instance was first).
@@ -242,7 +280,7 @@ impl Kube {
         now: Instant,
     ) -> Result<Lease, KubeError> {
         let path = self.leases();
-        self.write("POST", &path, "application/json", lease, now)
+        self.lease_write("POST", &path, lease, now)
     }
 
     /// Replaces the election Lease; its resourceVersion makes this fail
@@ -253,7 +291,27 @@ impl Kube {
         now: Instant,
     ) -> Result<Lease, KubeError> {
         let path = format!("{}/{}", self.leases(), crate::lease::NAME);
-        self.write("PUT", &path, "application/json", lease, now)
+        self.lease_write("PUT", &path, lease, now)
+    }
+
+    /// A Lease write, within the Lease call's timeout.
+    fn lease_write(
+        &mut self,
+        method: &str,
+        path: &str,
+        lease: &serde_json::Value,
+        now: Instant,
+    ) -> Result<Lease, KubeError> {
+        let body = lease.to_string();
+        let timeout = self.lease_timeout;
+        let answer = self.send(
+            method,
+            path,
+            Some(("application/json", body.as_bytes())),
+            now,
+            timeout,
+        )?;
+        decode(&answer)
     }
 
     /// Server-side apply as field manager `workload-manager`, forcing
@@ -283,7 +341,7 @@ impl Kube {
         path: &str,
         now: Instant,
     ) -> Result<Option<T>, KubeError> {
-        match self.send("GET", path, None, now) {
+        match self.send("GET", path, None, now, self.timeout) {
             Ok(body) => decode(&body).map(Some),
             Err(KubeError::Api { code: 404, .. }) => Ok(None),
             Err(e) => Err(e),
@@ -300,14 +358,20 @@ impl Kube {
         now: Instant,
     ) -> Result<T, KubeError> {
         let body = body.to_string();
-        let answer = self.send(method, path, Some((content_type, body.as_bytes())), now)?;
+        let answer = self.send(
+            method,
+            path,
+            Some((content_type, body.as_bytes())),
+            now,
+            self.timeout,
+        )?;
         decode(&answer)
     }
 
     /// Deletes a Deployment and, in the background, its pods; already gone is done.
     pub fn delete(&mut self, name: &str, now: Instant) -> Result<(), KubeError> {
         let path = format!("{}/{name}?propagationPolicy=Background", self.collection());
-        match self.send("DELETE", &path, None, now) {
+        match self.send("DELETE", &path, None, now, self.timeout) {
             Ok(_) | Err(KubeError::Api { code: 404, .. }) => Ok(()),
             Err(e) => Err(e),
         }
@@ -324,18 +388,26 @@ impl Kube {
         )
     }
 
-    /// One call; a 401 re-reads the token and tries once more (safe for
-    /// writes: authentication fails before anything is stored).
+    /// One call, over within `budget`; a 401 re-reads the token and tries
+    /// once more in what is left of it (safe for writes: authentication
+    /// fails before anything is stored).
     fn send(
         &mut self,
         method: &str,
         path: &str,
         body: Option<(&str, &[u8])>,
         now: Instant,
+        budget: Duration,
     ) -> Result<Vec<u8>, KubeError> {
-        match self.send_once(method, path, body, now, false) {
-            Err(KubeError::Api { code: 401, .. }) if self.token_file.is_some() => {
-                self.send_once(method, path, body, now, true)
+        // ureq times the call on the real clock, so the budget is kept on it too.
+        let started = Instant::now();
+        let first = self.send_once(method, path, body, now, false, budget);
+        let left = budget.saturating_sub(started.elapsed());
+        match first {
+            Err(KubeError::Api { code: 401, .. })
+                if self.token_file.is_some() && left >= MIN_RETRY_BUDGET =>
+            {
+                self.send_once(method, path, body, now, true, left)
             }
             other => other,
         }
@@ -348,8 +420,12 @@ impl Kube {
         body: Option<(&str, &[u8])>,
         now: Instant,
         reread_token: bool,
+        timeout: Duration,
     ) -> Result<Vec<u8>, KubeError> {
         let token = self.token(now, reread_token);
+        if !path.starts_with(&self.leases()) {
+            self.fence.check().map_err(KubeError::Fenced)?;
+        }
         let url = format!("{}{}", self.base, path);
         let agent = self.agent()?.clone();
         let mut request = ureq::http::Request::builder()
@@ -364,19 +440,11 @@ impl Kube {
                 .header("Content-Type", content_type)
                 .body(bytes.to_vec())
                 .map_err(|e| KubeError::Setup(e.to_string()))
-                .and_then(|r| {
-                    agent
-                        .run(r)
-                        .map_err(|e| KubeError::Unreachable(e.to_string()))
-                }),
+                .and_then(|r| run(&agent, r, timeout)),
             None => request
                 .body(())
                 .map_err(|e| KubeError::Setup(e.to_string()))
-                .and_then(|r| {
-                    agent
-                        .run(r)
-                        .map_err(|e| KubeError::Unreachable(e.to_string()))
-                }),
+                .and_then(|r| run(&agent, r, timeout)),
         };
         let mut response = result?;
         let code = response.status().as_u16();
@@ -442,6 +510,22 @@ impl Kube {
         }
         Ok(self.agent.as_ref().expect("set just above"))
     }
+}
+
+/// Sends `request` within `timeout` (a third of it to connect).
+fn run<S: ureq::AsSendBody>(
+    agent: &ureq::Agent,
+    request: ureq::http::Request<S>,
+    timeout: Duration,
+) -> Result<ureq::http::Response<ureq::Body>, KubeError> {
+    let request = agent
+        .configure_request(request)
+        .timeout_global(Some(timeout))
+        .timeout_connect(Some(timeout / 3))
+        .build();
+    agent
+        .run(request)
+        .map_err(|e| KubeError::Unreachable(e.to_string()))
 }
 
 fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, KubeError> {
@@ -540,7 +624,12 @@ mod tests {
             token_file: None,
             ca_file: "/nonexistent/ca.crt".into(),
         };
-        let mut kube = Kube::new(&config, "edge", Duration::from_secs(1));
+        let mut kube = Kube::new(
+            &config,
+            "edge",
+            Duration::from_secs(1),
+            Duration::from_secs(1),
+        );
         let err = kube.list_managed(Instant::now()).unwrap_err();
         assert!(
             matches!(err, KubeError::Setup(ref m) if m.contains("/nonexistent/ca.crt")),

@@ -1,6 +1,7 @@
 //! workload-manager keeps a K3S edge node running the workloads its Node
 //! System backend wants. See the README's Architecture section for the map.
 
+pub mod acks;
 pub mod agent;
 pub mod api;
 pub mod backend;

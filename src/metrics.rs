@@ -46,7 +46,11 @@ pub fn render(state: &State, now: Instant, _wall: SystemTime) -> String {
         "gauge",
         "1 while this instance holds the leader-election Lease.",
     );
-    m.sample("wm_leader", &[], u64::from(state.election.leading(now)));
+    m.sample(
+        "wm_leader",
+        &[],
+        u64::from(state.role == crate::lease::Role::Leading),
+    );
     m.family(
         "wm_outbox_reports",
         "gauge",

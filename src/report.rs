@@ -15,7 +15,7 @@ pub fn close_window(state: &mut State, now: Instant, wall: SystemTime) -> Queued
     let (window, healthy) = state.workloads.close_window(now);
     state.reports_built += 1;
     let address = state.identity.node_address.as_deref().unwrap_or("0x");
-    let id = format!("{address}-{}-{:06}", state.boot_id, state.reports_built);
+    let id = format!("{address}-{}-{:06}", state.run_id, state.reports_built);
     let workloads: Vec<serde_json::Value> = healthy
         .iter()
         .map(|(name, healthy)| {
@@ -76,7 +76,7 @@ mod tests {
             node_address: Some("0x2c7536E3605D9C16a7a3D7b1898e529396a65c23".into()),
         };
         let mut state = State::new(identity, Duration::from_secs(30), t0);
-        state.boot_id = 1_795_867_200_000;
+        state.run_id = "1795867200000.3f9a0c21".into();
         state.desired = Some(BTreeMap::from([
             ("web".to_string(), "1.4.0".to_string()),
             ("db".to_string(), "2".to_string()),
@@ -102,7 +102,7 @@ mod tests {
         );
         assert_eq!(
             r.id,
-            "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23-1795867200000-000001"
+            "0x2c7536E3605D9C16a7a3D7b1898e529396a65c23-1795867200000.3f9a0c21-000001"
         );
         let v: serde_json::Value = serde_json::from_str(&r.json).unwrap();
         assert_eq!(v["id"], r.id.as_str());

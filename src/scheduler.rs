@@ -126,20 +126,20 @@ impl Scheduler {
         e.due = now + first;
     }
 
-    /// The earliest deadline, if any job is scheduled.
-    pub fn next_due(&self) -> Option<Instant> {
+    /// The earliest deadline of the jobs `which` picks, if any is scheduled.
+    pub fn next_due(&self, which: impl Fn(JobId) -> bool) -> Option<Instant> {
         self.entries
             .iter()
-            .filter(|e| !e.paused)
+            .filter(|e| !e.paused && which(e.id))
             .map(|e| e.due)
             .min()
     }
 
-    /// The job whose deadline has passed first, if any.
-    pub fn due(&self, now: Instant) -> Option<JobId> {
+    /// Of the jobs `which` picks, the one whose deadline has passed first.
+    pub fn due(&self, now: Instant, which: impl Fn(JobId) -> bool) -> Option<JobId> {
         self.entries
             .iter()
-            .filter(|e| !e.paused && e.due <= now)
+            .filter(|e| !e.paused && e.due <= now && which(e.id))
             .min_by_key(|e| e.due)
             .map(|e| e.id)
     }
@@ -247,6 +247,9 @@ impl Rng {
 mod tests {
     use super::*;
 
+    /// Every job.
+    const ANY: fn(JobId) -> bool = |_| true;
+
     const MIN: Duration = Duration::from_secs(60);
 
     fn timing(interval: Duration) -> Timing {
@@ -271,7 +274,7 @@ mod tests {
                     },
                     t0,
                 );
-                s.next_due().unwrap() - t0
+                s.next_due(ANY).unwrap() - t0
             })
             .collect();
         assert!(firsts.iter().all(|d| *d < MIN));
@@ -287,12 +290,12 @@ mod tests {
         let t0 = Instant::now();
         let mut s = Scheduler::new(7);
         s.add(JobId::Sync, timing(MIN * 10), t0);
-        assert_eq!(s.due(t0), Some(JobId::Sync));
+        assert_eq!(s.due(t0, ANY), Some(JobId::Sync));
         for _ in 0..100 {
             let wait = s.finished(JobId::Sync, Next::Regular, t0);
             assert!(wait >= MIN * 9 && wait <= MIN * 11, "{wait:?}");
-            assert_eq!(s.due(t0 + wait - Duration::from_millis(1)), None);
-            assert_eq!(s.due(t0 + wait), Some(JobId::Sync));
+            assert_eq!(s.due(t0 + wait - Duration::from_millis(1), ANY), None);
+            assert_eq!(s.due(t0 + wait, ANY), Some(JobId::Sync));
         }
     }
 
@@ -372,10 +375,10 @@ mod tests {
         s.finished(JobId::Sync, Next::Regular, t0);
         s.finished(JobId::Report, Next::Regular, t0);
         let later = t0 + Duration::from_secs(5);
-        assert_eq!(s.due(later), None);
+        assert_eq!(s.due(later, ANY), None);
         s.run_now(JobId::Sync, later);
-        assert_eq!(s.due(later), Some(JobId::Sync));
-        assert_eq!(s.next_due(), Some(later));
+        assert_eq!(s.due(later, ANY), Some(JobId::Sync));
+        assert_eq!(s.next_due(ANY), Some(later));
     }
 
     #[test]
@@ -385,25 +388,29 @@ mod tests {
         s.add(JobId::Sync, timing(MIN * 10), t0);
         s.add(JobId::Lease, timing(Duration::from_secs(5)), t0);
         s.pause(JobId::Sync);
-        assert_eq!(s.due(t0), Some(JobId::Lease));
+        assert_eq!(s.due(t0, ANY), Some(JobId::Lease));
         s.finished(JobId::Lease, Next::Regular, t0);
-        let lease_due = s.next_due().unwrap();
+        let lease_due = s.next_due(ANY).unwrap();
         assert!(lease_due > t0, "the paused sync does not count as due");
         s.run_now(JobId::Sync, t0);
         assert_eq!(
-            s.due(t0 + MIN),
+            s.due(t0 + MIN, ANY),
             Some(JobId::Lease),
             "run-now does not unpause"
         );
         let later = t0 + MIN * 30;
         s.pause(JobId::Lease);
         s.resume(JobId::Sync, later);
-        assert_eq!(s.due(later), Some(JobId::Sync), "first_within is zero here");
+        assert_eq!(
+            s.due(later, ANY),
+            Some(JobId::Sync),
+            "first_within is zero here"
+        );
         // Resuming a job that is not paused keeps its deadline.
         s.finished(JobId::Sync, Next::Regular, later);
         s.resume(JobId::Sync, later);
-        assert_eq!(s.due(later), None);
-        assert!(s.next_due().unwrap() >= later + MIN * 9);
+        assert_eq!(s.due(later, ANY), None);
+        assert!(s.next_due(ANY).unwrap() >= later + MIN * 9);
     }
 
     #[test]
@@ -414,6 +421,9 @@ mod tests {
         s.add(JobId::Report, timing(MIN), t0);
         s.finished(JobId::Sync, Next::After(Duration::from_secs(30)), t0);
         s.finished(JobId::Report, Next::After(Duration::from_secs(20)), t0);
-        assert_eq!(s.due(t0 + Duration::from_secs(40)), Some(JobId::Report));
+        assert_eq!(
+            s.due(t0 + Duration::from_secs(40), ANY),
+            Some(JobId::Report)
+        );
     }
 }

@@ -148,12 +148,18 @@ pub struct State {
     pub manifests: ManifestCache,
     /// Health reports not yet accepted by the backend.
     pub outbox: Outbox,
-    /// Makes report ids unique across restarts: start time in Unix milliseconds.
-    pub boot_id: u64,
+    /// Makes report ids unique across restarts and instances: the start
+    /// time in Unix milliseconds and a random part, `1795867200000.3f9a0c21`.
+    pub run_id: String,
     /// Reports built so far in this run.
     pub reports_built: u64,
     /// Leader election: only the Lease holder syncs, reports and updates.
     pub election: crate::lease::Election,
+    /// Where this instance stood in the election at the latest turn (what
+    /// status and metrics show).
+    pub role: crate::lease::Role,
+    /// Which applied versions the backend has acknowledged.
+    pub acks: crate::acks::Acks,
     /// A self-update this instance started and is watching.
     pub self_update: Option<PendingUpdate>,
 }
@@ -190,9 +196,11 @@ impl State {
             applied: BTreeMap::new(),
             manifests: ManifestCache::default(),
             outbox: Outbox::in_memory(),
-            boot_id: 0,
+            run_id: String::new(),
             reports_built: 0,
-            election: crate::lease::Election::new(&identity_pod),
+            election: crate::lease::Election::new(&identity_pod, Default::default()),
+            role: crate::lease::Role::NoLeader,
+            acks: crate::acks::Acks::in_memory(),
             self_update: None,
         }
     }

@@ -5,6 +5,7 @@ use std::time::{Instant, SystemTime};
 use serde_json::{json, Value};
 
 use crate::clock::{human, rfc3339};
+use crate::lease::Role;
 use crate::scheduler::JobId;
 use crate::state::{DeploymentView, Outcome, State};
 
@@ -53,7 +54,7 @@ pub fn json(state: &State, now: Instant, _wall: SystemTime) -> Value {
             "namespace": id.namespace,
             "podName": id.pod_name,
             "nodeAddress": id.node_address,
-            "leader": state.election.leading(now),
+            "leader": state.role == Role::Leading,
             "leaseHolder": state.election.holder(),
             "ready": state.kube_answered,
         },
@@ -80,13 +81,11 @@ pub fn text(state: &State, now: Instant, wall: SystemTime) -> String {
         human(now.saturating_duration_since(state.started)),
         id.namespace,
         id.node_address.as_deref().unwrap_or("-"),
-        if state.election.leading(now) {
-            "leader".to_string()
-        } else {
-            format!(
-                "follower (leader: {})",
-                state.election.holder().unwrap_or("none yet")
-            )
+        match &state.role {
+            Role::Leading => "leader".to_string(),
+            Role::Lapsed(since) => format!("not leading (Lease not renewed for {})", human(*since)),
+            Role::Following(holder) => format!("follower (leader: {holder})"),
+            Role::NoLeader => "follower (leader: none yet)".to_string(),
         },
         if state.kube_answered {
             "ready"

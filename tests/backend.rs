@@ -19,13 +19,19 @@ fn report_ids(node: &FakeNode) -> Vec<String> {
     node.backend.reports().into_iter().map(|r| r.id).collect()
 }
 
-/// `(boot, sequence)` of a report id `<address>-<boot>-<seq>`.
-fn id_parts(id: &str) -> (u64, u64) {
+/// `(run, sequence)` of a report id `<address>-<start ms>.<8 hex digits>-<seq>`.
+fn id_parts(id: &str) -> (String, u64) {
     let mut parts = id.rsplitn(3, '-');
     let seq = parts.next().unwrap().parse().unwrap();
-    let boot = parts.next().unwrap().parse().unwrap();
+    let run = parts.next().unwrap().to_string();
     assert_eq!(parts.next().unwrap(), TEST_ADDRESS);
-    (boot, seq)
+    let (ms, random) = run.split_once('.').expect("<start ms>.<random>");
+    assert!(ms.parse::<u64>().is_ok(), "{id}");
+    assert!(
+        random.len() == 8 && random.chars().all(|c| c.is_ascii_hexdigit()),
+        "{id}"
+    );
+    (run, seq)
 }
 
 fn status(m: &Manager) -> serde_json::Value {

@@ -24,10 +24,18 @@ struct Instance {
     m: Manager,
 }
 
+/// The call timeout of these tests, and the Lease duration it gives.
+const HTTP_TIMEOUT: &str = "2s";
+const LEASE_SECONDS: u64 = 13;
+
 fn start(node: &FakeNode, pod: &'static str, report_interval: &str) -> Instance {
     let m = node.start(
         BIN,
-        &[("POD_NAME", pod), ("WM_REPORT_INTERVAL", report_interval)],
+        &[
+            ("POD_NAME", pod),
+            ("WM_REPORT_INTERVAL", report_interval),
+            ("WM_HTTP_TIMEOUT", HTTP_TIMEOUT),
+        ],
     );
     Instance { pod, m }
 }
@@ -148,7 +156,7 @@ fn two_instances_one_leader() {
     let l = lease(&node);
     assert_eq!(holder(&l), leader.pod, "{l}");
     assert_eq!(transitions(&l), 0, "nobody held it before: {l}");
-    assert_eq!(l["spec"]["leaseDurationSeconds"], 15, "{l}");
+    assert_eq!(l["spec"]["leaseDurationSeconds"], LEASE_SECONDS, "{l}");
 
     wait_for("web created", Duration::from_secs(20), || {
         node.kube.deployment("web").map(|_| ())
@@ -243,10 +251,10 @@ fn sigterm_hands_over_at_once() {
     });
     assert!(released, "{}", lease_calls(&node.kube.log()));
 
-    // PERIOD (5 s) and slack for a busy machine, still well short of the
-    // 15 s an expiry would take: the follower looks again within a period
+    // PERIOD (5 s) and slack for a busy machine, still short of the
+    // 13 s an expiry would take: the follower looks again within a period
     // and takes a released Lease at once.
-    let limit = Duration::from_secs(12);
+    let limit = Duration::from_secs(9);
     while !leads(&b) {
         assert!(
             exited.elapsed() < limit,
@@ -261,7 +269,10 @@ fn sigterm_hands_over_at_once() {
     wait_leading(&b, Duration::from_secs(1));
     let after = lease(&node);
     assert_eq!(holder(&after), "wm-b", "{after}");
-    assert_eq!(after["spec"]["leaseDurationSeconds"], 15, "{after}");
+    assert_eq!(
+        after["spec"]["leaseDurationSeconds"], LEASE_SECONDS,
+        "{after}"
+    );
     assert_eq!(
         transitions(&after),
         transitions(&before) + 1,
@@ -290,7 +301,7 @@ fn sigkill_hands_over_after_the_lease_expires() {
     let killed = Instant::now();
     let mark = node.kube.mark();
 
-    // The record stayed unchanged for less than the lease duration (15 s)
+    // The record stayed unchanged for less than the lease duration (13 s)
     // on wm-b's clock: no takeover yet.
     let mut polls = 0;
     while killed.elapsed() < Duration::from_secs(8) {
@@ -363,7 +374,7 @@ fn only_the_leader_reports() {
         deliveries.iter().all(|d| d.status == Some(202)),
         "{deliveries:#?}"
     );
-    // `<address>-<boot ms>-<seq>`: one boot, that of wm-a.
+    // `<address>-<start ms>.<random>-<seq>`: one run, that of wm-a.
     let boots: std::collections::BTreeSet<u64> = ids
         .iter()
         .map(|id| {
@@ -371,8 +382,10 @@ fn only_the_leader_reports() {
             let _seq = parts.next();
             parts
                 .next()
-                .and_then(|b| b.parse().ok())
-                .unwrap_or_else(|| panic!("report id {id:?} is not <address>-<boot ms>-<seq>"))
+                .and_then(|run| run.split_once('.')?.0.parse().ok())
+                .unwrap_or_else(|| {
+                    panic!("report id {id:?} is not <address>-<start ms>.<random>-<seq>")
+                })
         })
         .collect();
     assert_eq!(

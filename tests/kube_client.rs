@@ -17,7 +17,12 @@ fn client(kube: &FakeKube) -> Kube {
         token_file: Some(kube.token_file()),
         ca_file: kube.ca_file(),
     };
-    Kube::new(&config, kube.namespace(), Duration::from_secs(5))
+    Kube::new(
+        &config,
+        kube.namespace(),
+        Duration::from_secs(5),
+        Duration::from_secs(5),
+    )
 }
 
 fn manifest(name: &str, image: &str, version: &str) -> serde_json::Value {

@@ -233,7 +233,12 @@ fn a_deployment_changed_or_deleted_by_hand_is_put_back() {
         token_file: Some(node.kube.token_file()),
         ca_file: node.kube.ca_file(),
     };
-    let mut someone = workload_manager::kube::Kube::new(&config, "edge", Duration::from_secs(5));
+    let mut someone = workload_manager::kube::Kube::new(
+        &config,
+        "edge",
+        Duration::from_secs(5),
+        Duration::from_secs(5),
+    );
     someone.delete("web", std::time::Instant::now()).unwrap();
     node.kube.settle();
     assert!(node.kube.deployment("web").is_none());
@@ -376,4 +381,42 @@ fn a_hung_api_server_delays_heartbeats_by_at_most_the_call_timeout() {
         "answered after {:?}",
         sent.elapsed()
     );
+}
+
+#[test]
+fn many_new_workloads_are_told_from_taken_names_with_one_list() {
+    let node = FakeNode::new();
+    node.kube.put_deployment_raw("kubectl", unmanaged("w05"));
+    let names: Vec<String> = (0..12).map(|i| format!("w{i:02}")).collect();
+    let wanted: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1.0.0")).collect();
+    node.want(&wanted);
+    let m = start(&node);
+    wait_for("a sync", Duration::from_secs(20), || {
+        (m.job_runs("sync") >= 1).then_some(())
+    });
+    assert_eq!(workload(&m, "w05")["rollout"], "conflict");
+    let log = node.kube.log();
+    let reads: Vec<_> = log
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.starts_with(DEPLOYMENTS))
+        .collect();
+    // The managed list, then one list of everything instead of 12 GETs.
+    assert_eq!(reads.len(), 2, "{reads:#?}");
+    assert!(reads[0].query.contains("labelSelector"), "{reads:#?}");
+    assert!(
+        reads[1].path == DEPLOYMENTS && !reads[1].query.contains("labelSelector"),
+        "{reads:#?}"
+    );
+    let creates = log
+        .iter()
+        .filter(|r| r.method == "POST" && r.path == DEPLOYMENTS)
+        .count();
+    assert_eq!(
+        creates, 11,
+        "every free name created, the taken one left alone"
+    );
+    let untouched = node.kube.deployment("w05").unwrap();
+    assert!(untouched["metadata"]["labels"]
+        .get("app.kubernetes.io/managed-by")
+        .is_none());
 }

@@ -195,6 +195,12 @@ impl FakeBackend {
         self.listener.set_reachable(reachable);
     }
 
+    /// Every request from now on waits `latency` before it is handled
+    /// (zero: no wait).
+    pub fn set_latency(&self, latency: std::time::Duration) {
+        self.shared.lock().latency = latency;
+    }
+
     /// Queues a fault; faults are matched in the order injected.
     pub fn inject(&self, fault: Fault) {
         self.shared.lock().faults.push(fault);

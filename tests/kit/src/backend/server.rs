@@ -65,6 +65,10 @@ fn requests(shared: &Shared, stream: TcpStream) {
         // Logged on arrival, so whoever sees a change the request made also
         // finds it in the logs; the answer is filled in once it is known.
         let entry = arrive(shared, &req, &auth, kind);
+        let latency = shared.lock().latency;
+        if !latency.is_zero() {
+            thread::sleep(latency);
+        }
         let resp = match action {
             Some(Action::Reset) => {
                 reset(reader.get_ref());

@@ -39,6 +39,8 @@ pub(crate) struct State {
     pub deliveries: Vec<Delivery>,
     pub faults: Vec<Fault>,
     pub log: Log<LoggedRequest>,
+    /// Every request waits this long before it is handled.
+    pub latency: std::time::Duration,
 }
 
 pub(crate) struct Shared {

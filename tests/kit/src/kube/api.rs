@@ -69,6 +69,23 @@ fn verb(method: &str, has_name: bool, watch: bool) -> String {
     .into()
 }
 
+/// Who sent `req`: `Some("")` for the ServiceAccount's token, the label of
+/// an extra token, `None` for no valid token.
+pub(crate) fn client(shared: &Shared, req: &Request) -> Option<String> {
+    let sent = req
+        .header("authorization")
+        .and_then(|h| h.strip_prefix("Bearer "))?
+        .trim();
+    let st = shared.lock();
+    if sent == st.token {
+        return Some(String::new());
+    }
+    st.extra_tokens
+        .iter()
+        .find(|(_, t)| t == sent)
+        .map(|(label, _)| label.clone())
+}
+
 /// Answers one request (faults already handled).
 pub(crate) fn handle(shared: &Shared, req: &Request) -> Response {
     match respond(shared, req) {
@@ -79,14 +96,8 @@ pub(crate) fn handle(shared: &Shared, req: &Request) -> Response {
 
 fn respond(shared: &Shared, req: &Request) -> Result<Response, ApiError> {
     let cfg = &shared.cfg;
-    if !cfg.plain_http {
-        let token = shared.lock().token.clone();
-        let sent = req
-            .header("authorization")
-            .and_then(|h| h.strip_prefix("Bearer "));
-        if sent.map(str::trim) != Some(token.as_str()) {
-            return Err(status::unauthorized());
-        }
+    if !cfg.plain_http && client(shared, req).is_none() {
+        return Err(status::unauthorized());
     }
     let query = parse_query(&req.query).map_err(|e| status::bad_request(&e))?;
     let param = |name: &str| {

@@ -25,6 +25,9 @@ pub struct LoggedRequest {
     pub query: String,
     pub content_type: Option<String>,
     pub user_agent: Option<String>,
+    /// The label of the extra token it carried (see
+    /// `FakeKube::issue_token`), if it carried one.
+    pub client: Option<String>,
     pub body: LoggedBody,
     /// The HTTP status answered; `None` while unanswered or when the connection was reset.
     pub status: Option<u16>,
@@ -46,6 +49,7 @@ impl LoggedRequest {
             query: req.query.clone(),
             content_type: req.header("content-type").map(String::from),
             user_agent: req.header("user-agent").map(String::from),
+            client: None,
             body,
             status,
         }

@@ -168,6 +168,8 @@ impl FakeKube {
         let state = State {
             store: Store::new(),
             token,
+            extra_tokens: Vec::new(),
+            latency: Duration::ZERO,
             faults: Vec::new(),
             log: Log::default(),
             broken_images: BTreeSet::new(),
@@ -267,6 +269,27 @@ impl FakeKube {
         write(&self.token_file(), &token);
         st.token = token.clone();
         token
+    }
+
+    /// Issues another token of the same ServiceAccount, accepted alongside
+    /// the first (as `kubectl create token` does), writes it to its own file
+    /// and returns that file; requests carrying it are logged with
+    /// `client: Some(label)`, so a test can tell two managers apart.
+    pub fn issue_token(&self, label: &str) -> PathBuf {
+        let token = new_token();
+        let path = self.dir.join(format!("token-{label}"));
+        write(&path, &token);
+        self.shared
+            .lock()
+            .extra_tokens
+            .push((label.to_string(), token));
+        path
+    }
+
+    /// Every request from now on waits `latency` before it is handled, as a
+    /// K3S server on SQLite on a small board answers (zero: no wait).
+    pub fn set_latency(&self, latency: Duration) {
+        self.shared.lock().latency = latency;
     }
 
     /// Writes a CA certificate that did not sign the server's certificate

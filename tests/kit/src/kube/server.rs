@@ -41,7 +41,13 @@ fn requests(shared: &Shared, conn: Stream) {
         let fault = faults::take(&mut shared.lock().faults, &req.method, &req.path);
         // Logged on arrival, so whoever sees a change the request made also
         // finds it in the log; the status is filled in once it is known.
-        let entry = shared.lock().log.open(LoggedRequest::new(&req, None));
+        let mut logged = LoggedRequest::new(&req, None);
+        logged.client = api::client(shared, &req).filter(|label| !label.is_empty());
+        let entry = shared.lock().log.open(logged);
+        let latency = shared.lock().latency;
+        if !latency.is_zero() {
+            thread::sleep(latency);
+        }
         let resp = match fault {
             Some(Action::Reset) => {
                 reset(reader.get_ref().tcp());

@@ -27,8 +27,13 @@ pub(crate) struct Config {
 /// Everything that changes.
 pub(crate) struct State {
     pub store: Store,
-    /// The one bearer token currently accepted.
+    /// The ServiceAccount's bearer token, rotated by the test.
     pub token: String,
+    /// More tokens of the same ServiceAccount (as `kubectl create token`
+    /// issues), each with the label its requests are logged under.
+    pub extra_tokens: Vec<(String, String)>,
+    /// Every request waits this long before it is handled (a slow API server).
+    pub latency: Duration,
     pub faults: Vec<Fault>,
     pub log: Log<LoggedRequest>,
     pub broken_images: BTreeSet<String>,
