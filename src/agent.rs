@@ -745,6 +745,21 @@ mod tests {
     }
 
     #[test]
+    fn two_instances_started_in_the_same_millisecond_have_distinct_report_ids() {
+        let (mut a, clock) = agent();
+        let (mut b, _) = agent();
+        assert_eq!(a.clock.wall(), b.clock.wall(), "the same start time");
+        assert_ne!(a.state.run_id, b.state.run_id);
+        let (ms, random) = a.state.run_id.split_once('.').unwrap();
+        assert_eq!(ms, "1795867200000");
+        assert_eq!(random.len(), 8);
+        let id = |agent: &mut Agent<VirtualClock>| {
+            crate::report::close_window(&mut agent.state, clock.now(), clock.wall()).id
+        };
+        assert_ne!(id(&mut a), id(&mut b));
+    }
+
+    #[test]
     fn post_sync_runs_a_sync_at_once() {
         let (mut agent, clock) = agent();
         lead(&mut agent, &clock);

@@ -25,12 +25,14 @@ use wm_testkit::bench::wrk;
 use wm_testkit::kube::FakeKube;
 use wm_testkit::proc::{Manager, TempDir};
 
-const USAGE: &str = "usage: bench [--quick] [--sync N] [--bin PATH]
+const USAGE: &str = "usage: bench [--quick] [--sync N] [--outbox] [--slow-api] [--bin PATH]
 
   --quick     10 s idle window instead of 60 s (idle CPU scaled to a minute),
               load rounds of 2 s instead of 5 s
   --sync N    only the sync rows, with N desired workloads
   --outbox    only the rows of a day of queued reports
+  --slow-api  only the initial syncs of 200 and 1,000 workloads against a
+              Kubernetes API answering in 20 ms and 50 ms
   --bin PATH  the workload-manager binary to measure (default: the one next
               to this executable, i.e. target/release/workload-manager)
 
@@ -120,12 +122,14 @@ fn main() -> ExitCode {
     let mut quick = false;
     let mut only_sync: Option<usize> = None;
     let mut only_outbox = false;
+    let mut only_slow = false;
     let mut bin: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--quick" => quick = true,
             "--outbox" => only_outbox = true,
+            "--slow-api" => only_slow = true,
             "--sync" => match args.next().and_then(|n| n.parse().ok()) {
                 Some(n) => only_sync = Some(n),
                 None => return usage("--sync needs a number of workloads"),
@@ -164,6 +168,14 @@ fn main() -> ExitCode {
             for workloads in [10, 100] {
                 outbox_day(&bin, workloads, &tmp, &mut report);
             }
+            print!("{}", table(&report.rows));
+            for line in &report.raw {
+                println!("- {line}");
+            }
+        }
+        _ if only_slow => {
+            let mut report = Report::default();
+            slow_syncs(&bin, &mut report);
             print!("{}", table(&report.rows));
             for line in &report.raw {
                 println!("- {line}");
@@ -245,6 +257,7 @@ fn run(bin: &Path, plan: &Plan) {
     if let (Some(small), Some(large)) = (memory[1], memory[2]) {
         growth(small, large, &mut report);
     }
+    slow_syncs(bin, &mut report);
 
     let mut out = String::new();
     let _ = writeln!(out, "## workload-manager benchmark\n");
@@ -432,6 +445,110 @@ fn syncs(bin: &Path, n: usize, report: &mut Report) -> Option<(f64, f64)> {
         sys::thread_names(m.pid()).values().sum::<usize>()
     ));
     Some((rss_kib, heap_kib))
+}
+
+/// The slow-API rows: 200 and 1,000 workloads at 20 ms and 50 ms a call.
+fn slow_syncs(bin: &Path, report: &mut Report) {
+    for n in [200, 1000] {
+        for ms in [20, 50] {
+            slow_sync(bin, n, Duration::from_millis(ms), report);
+        }
+    }
+}
+
+/// The initial sync of `n` workloads against a Kubernetes API that answers
+/// every call after `latency`: wall time until every version is
+/// acknowledged, calls made (Kubernetes without the Lease, and backend), and
+/// Lease transitions (0: leadership held throughout).
+fn slow_sync(bin: &Path, n: usize, latency: Duration, report: &mut Report) {
+    use wm_testkit::backend::{sample_manifest, FakeBackend};
+    let ms = latency.as_millis();
+    progress(&format!(
+        "initial sync of {n} workloads at {ms} ms per Kubernetes call"
+    ));
+    let kube = FakeKube::builder().namespace("edge").start();
+    kube.set_latency(latency);
+    let backend = FakeBackend::start();
+    let node = workload_manager::identity::NodeIdentity::from_hex(wm_testkit::proc::TEST_KEY)
+        .expect("the test key is valid");
+    let names: Vec<String> = (0..n).map(|i| format!("w{i:04}")).collect();
+    for name in &names {
+        backend.put_manifest(
+            name,
+            "1",
+            sample_manifest(name, &format!("registry.example/{name}:1")),
+        );
+    }
+    let wanted: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+    backend.set_workloads(node.address(), &wanted);
+    let (url, kube_url) = (backend.url(), kube.url());
+    let (token, ca) = (
+        kube.token_file().display().to_string(),
+        kube.ca_file().display().to_string(),
+    );
+    let started = Instant::now();
+    let m = Manager::start(
+        bin,
+        &[
+            ("NODE_SYSTEM_ENDPOINT", url.as_str()),
+            ("WM_KUBE_API_URL", kube_url.as_str()),
+            ("WM_KUBE_TOKEN_FILE", token.as_str()),
+            ("WM_KUBE_CA_FILE", ca.as_str()),
+            ("WM_REPORT_INTERVAL", "1h"),
+            ("WM_UPDATE_INTERVAL", "1h"),
+            ("WM_SYNC_INTERVAL", "1h"),
+            ("WM_LOG", "info"),
+        ],
+    );
+    let limit = Duration::from_secs(60) + latency * (3 * n as u32);
+    while backend.applied_versions().len() < n && started.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = started.elapsed();
+    let what = format!(
+        "initial sync of {n} workloads, Kubernetes API answering in {ms} ms: wall time; calls (Kubernetes without the Lease + backend)"
+    );
+    if backend.applied_versions().len() < n {
+        report.rows.push(Row::failed(
+            &what,
+            &format!("not done within {limit:?}"),
+            "",
+        ));
+        return;
+    }
+    let kube_calls = kube
+        .log()
+        .iter()
+        .filter(|r| !r.path.contains("/leases"))
+        .count();
+    let backend_calls = backend.log().len();
+    report.rows.push(Row::info(
+        &what,
+        format!(
+            "{:.1} s; {} ({kube_calls} + {backend_calls})",
+            took.as_secs_f64(),
+            kube_calls + backend_calls
+        ),
+    ));
+    let transitions = kube
+        .lease("workload-manager")
+        .and_then(|l| l["spec"]["leaseTransitions"].as_i64())
+        .unwrap_or(-1);
+    let lost = m
+        .log()
+        .iter()
+        .filter(|l| l.contains("no longer leading"))
+        .count();
+    report.rows.push(Row::below(
+        &format!("initial sync of {n} workloads at {ms} ms per call: Lease transitions, and leadership lost"),
+        (transitions.max(0) as usize + lost) as f64,
+        0.5,
+        "",
+        0,
+    ));
+    report.raw.push(format!(
+        "{n} workloads at {ms} ms: {took:?}, {kube_calls} Kubernetes + {backend_calls} backend calls, {transitions} Lease transitions, leadership lost {lost} times"
+    ));
 }
 
 /// A node's state with `workloads` desired workloads that all report healthy,
