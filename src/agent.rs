@@ -654,6 +654,16 @@ mod tests {
         );
         let v = crate::status::json(&agent.state, clock.now(), clock.wall());
         assert_eq!(v["manager"]["leader"], false, "{v}");
+        let detail = v["lastLease"]["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains("not leading: Lease workload-manager names this instance"),
+            "the lapse is named as such, not as following itself: {detail}"
+        );
+        let text = crate::status::text(&agent.state, clock.now(), clock.wall());
+        assert!(
+            text.contains("not leading (Lease not renewed for"),
+            "{text}"
+        );
         // The clients refuse leader-only calls too, however they are reached.
         let sent = agent.backend.put_version("web", "1.0.0", "t", clock.wall());
         assert!(
