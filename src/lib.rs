@@ -11,6 +11,7 @@ pub mod identity;
 pub mod jobs;
 pub mod kube;
 pub mod lease;
+pub mod local;
 pub mod memory;
 pub mod metrics;
 pub mod names;

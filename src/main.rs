@@ -10,6 +10,12 @@ const HELP: &str = "\
 workload-manager: keeps this node's workloads as the Node System backend wants them.
 
 Usage: workload-manager [--help | --version | --print-config]
+       workload-manager status [--json]   the running manager's status (table or JSON)
+       workload-manager sync              ask the running manager to sync now
+
+`status` and `sync` ask the manager listening on WM_LISTEN (on loopback when it
+listens on all addresses): for `kubectl exec` in an image without curl. Exit
+status 0 when it answered, 1 when not.
 
 Configuration comes from the environment (see the README for every variable):
   NODE_SYSTEM_ENDPOINT                  backend base URL (required)
@@ -47,6 +53,9 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         ["--print-config"] => Mode::PrintConfig,
+        ["status"] => return ask("GET", "/v1/status?format=text"),
+        ["status", "--json"] => return ask("GET", "/v1/status"),
+        ["sync"] => return ask("POST", "/v1/sync"),
         _ => {
             eprintln!("workload-manager: unknown arguments {args:?}; try --help");
             return ExitCode::from(2);
@@ -82,6 +91,41 @@ fn main() -> ExitCode {
     }
     workload_manager::memory::return_large_blocks();
     ExitCode::from(workload_manager::agent::main(config, node) as u8)
+}
+
+/// `status` and `sync`: one request to the running manager's own API.
+fn ask(method: &str, path: &str) -> ExitCode {
+    let listen = std::env::var("WM_LISTEN").unwrap_or_else(|_| "0.0.0.0:8080".into());
+    let Ok(listen) = listen.trim().parse() else {
+        eprintln!("workload-manager: WM_LISTEN: {listen:?} is not an address like 0.0.0.0:8080");
+        return ExitCode::from(2);
+    };
+    let addr = workload_manager::local::target(listen);
+    match workload_manager::local::call(addr, method, path) {
+        Ok(answer) if (200..300).contains(&answer.status) => {
+            let body = answer.body.trim_end();
+            // `sync` answers with a one-line JSON message.
+            match serde_json::from_str::<serde_json::Value>(body) {
+                Ok(v) if method == "POST" => {
+                    println!("{}", v["message"].as_str().unwrap_or(body))
+                }
+                _ => println!("{body}"),
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(answer) => {
+            eprintln!(
+                "workload-manager: the manager at {addr} answered {}: {}",
+                answer.status,
+                answer.body.trim()
+            );
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("workload-manager: {e}");
+            ExitCode::from(1)
+        }
+    }
 }
 
 enum Mode {

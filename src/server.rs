@@ -129,8 +129,10 @@ impl Incoming {
                 api::Response::error(400, "bad_request", &format!("could not read the body: {e}"))
             }
         };
-        let mut reply =
-            tiny_http::Response::from_data(response.body).with_status_code(response.status);
+        // The length is known: sent as Content-Length, never chunked.
+        let mut reply = tiny_http::Response::from_data(response.body)
+            .with_status_code(response.status)
+            .with_chunked_threshold(usize::MAX);
         reply.add_header(header_of("Content-Type", response.content_type));
         if let Some(allow) = response.allow {
             reply.add_header(header_of("Allow", allow));

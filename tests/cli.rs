@@ -125,3 +125,37 @@ fn a_taken_port_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("cannot listen on {addr}")));
 }
+
+#[test]
+fn status_and_sync_ask_the_running_manager() {
+    let m = Manager::start(BIN, &[]);
+    let listen = m.addr.to_string();
+    let env = [("WM_LISTEN", listen.as_str())];
+    let out = run(&["status"], &env);
+    assert!(out.status.success(), "{out:?}");
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(table.starts_with("workload-manager "), "{table}");
+    assert!(table.contains("WORKLOAD"), "{table}");
+    let out = run(&["status", "--json"], &env);
+    assert!(out.status.success(), "{out:?}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(v["manager"]["version"], env!("CARGO_PKG_VERSION"));
+    let out = run(&["sync"], &env);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "sync scheduled"
+    );
+    // On all addresses: asked on loopback.
+    let port = m.addr.port().to_string();
+    let any = format!("0.0.0.0:{port}");
+    let out = run(&["status", "--json"], &[("WM_LISTEN", any.as_str())]);
+    assert!(out.status.success(), "{out:?}");
+    drop(m);
+    let out = run(&["status"], &env);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no answer from the manager at"), "{err}");
+    let out = run(&["status"], &[("WM_LISTEN", "nowhere")]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
