@@ -277,7 +277,7 @@ fn status_page(
             status::text(state, now, wall),
         )
     } else {
-        Response::json(200, status::json(state, now, wall).to_string())
+        Response::json(200, status::json_text(state, now, wall))
     }
 }
 

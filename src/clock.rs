@@ -121,15 +121,33 @@ pub fn unix_millis(t: SystemTime) -> u64 {
 
 /// RFC 3339 UTC with whole seconds: `2026-11-28T12:00:00Z`.
 pub fn rfc3339(t: SystemTime) -> String {
+    let mut out = String::with_capacity(20);
+    push_rfc3339(&mut out, t);
+    out
+}
+
+/// Appends [`rfc3339`] of `t` to `out`, without formatting machinery (the
+/// status document writes one per workload).
+pub fn push_rfc3339(out: &mut String, t: SystemTime) {
     let secs = unix_secs(t);
     let (days, rem) = (secs / 86_400, secs % 86_400);
     let (y, m, d) = civil_from_days(days as i64);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let y = y.clamp(0, 9999) as u32;
+    let mut b = *b"0000-00-00T00:00:00Z";
+    let mut put = |at: usize, width: usize, mut v: u32| {
+        for i in (at..at + width).rev() {
+            b[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, y);
+    put(5, 2, m);
+    put(8, 2, d);
+    put(11, 2, (rem / 3600) as u32);
+    put(14, 2, (rem % 3600 / 60) as u32);
+    put(17, 2, (rem % 60) as u32);
+    // Only ASCII digits and separators were written.
+    out.push_str(std::str::from_utf8(&b).unwrap_or_default());
 }
 
 /// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's algorithm).
@@ -170,6 +188,8 @@ mod tests {
         // a leap day
         let t = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3661);
         assert_eq!(rfc3339(t), "2000-02-29T01:01:01Z");
+        let t = UNIX_EPOCH + Duration::from_secs(253_402_300_799);
+        assert_eq!(rfc3339(t), "9999-12-31T23:59:59Z");
     }
 
     #[test]
