@@ -52,20 +52,24 @@ pub fn json_text(state: &State, now: Instant, _wall: SystemTime) -> String {
     out.num(state.outbox.len() as u64);
     out.raw("},\"workloads\":[");
     let timeout = state.workloads.timeout();
+    // All three are in name order: walked side by side, not looked up.
+    let mut deployments = state.deployments.iter().peekable();
+    let mut desired = state.desired.iter().flatten().peekable();
     for (i, (name, w)) in state.workloads.iter().enumerate() {
         let hb = w.heartbeat.as_ref();
-        let d = deployment(state, name);
+        let d = next_named(&mut deployments, name);
+        let desired_version = next_named(&mut desired, name).map(String::as_str);
         out.raw(if i == 0 { "{" } else { ",{" });
         out.raw("\"deployedVersion\":");
         out.opt_str(d.and_then(|d| d.version.as_deref()));
         out.raw(",\"desiredVersion\":");
-        out.opt_str(desired_version(state, name));
+        out.opt_str(desired_version);
         out.raw(",\"error\":");
         out.opt_str(d.and_then(|d| d.error.as_deref()));
         out.raw(",\"health\":");
         out.str(w.health(now, timeout).as_str());
         out.raw(",\"healthySeconds\":");
-        out.num(state.workloads.healthy_so_far(name, now).as_secs());
+        out.num(state.workloads.healthy_of(w, now).as_secs());
         out.raw(",\"heartbeatAgeSeconds\":");
         out.opt_num(hb.map(|h| now.saturating_duration_since(h.at).as_secs()));
         out.raw(",\"lastHeartbeatAt\":");
@@ -100,6 +104,15 @@ pub fn json_text(state: &State, now: Instant, _wall: SystemTime) -> String {
 /// The same document as a JSON value (for tests and tools).
 pub fn json(state: &State, now: Instant, wall: SystemTime) -> serde_json::Value {
     serde_json::from_str(&json_text(state, now, wall)).unwrap_or_default()
+}
+
+/// Advances a name-ordered iterator to `name` and returns its value there.
+fn next_named<'a, V: 'a>(
+    it: &mut std::iter::Peekable<impl Iterator<Item = (&'a String, &'a V)>>,
+    name: &str,
+) -> Option<&'a V> {
+    while it.next_if(|(k, _)| k.as_str() < name).is_some() {}
+    it.next_if(|(k, _)| k.as_str() == name).map(|(_, v)| v)
 }
 
 /// A job's last run; `lastSuccessAt` and `tookMs` only once it ran.
@@ -137,7 +150,7 @@ impl Json {
     }
 
     fn str(&mut self, s: &str) {
-        self.0.push('"');
+        self.0.push_str("\"");
         let plain = |b: u8| b >= 0x20 && b != b'"' && b != b'\\';
         if s.bytes().all(plain) {
             self.0.push_str(s);
@@ -158,7 +171,7 @@ impl Json {
                 }
             }
         }
-        self.0.push('"');
+        self.0.push_str("\"");
     }
 
     fn opt_str(&mut self, s: Option<&str>) {
@@ -194,9 +207,9 @@ impl Json {
 
     /// A wall time as an RFC 3339 string.
     fn time(&mut self, t: SystemTime) {
-        self.0.push('"');
+        self.0.push_str("\"");
         crate::clock::push_rfc3339(&mut self.0, t);
-        self.0.push('"');
+        self.0.push_str("\"");
     }
 
     fn opt_num(&mut self, n: Option<u64>) {

@@ -204,11 +204,14 @@ impl Workloads {
 
     /// Healthy time of each workload in the window so far, without closing it.
     pub fn healthy_so_far(&self, name: &str, now: Instant) -> Duration {
-        self.entries.get(name).map_or(Duration::ZERO, |w| {
-            let mut w = w.clone();
-            w.accrue(now, self.timeout, self.window_start);
-            w.healthy
-        })
+        self.entries
+            .get(name)
+            .map_or(Duration::ZERO, |w| self.healthy_of(w, now))
+    }
+
+    /// The same for a workload in hand (from [`Workloads::iter`]).
+    pub fn healthy_of(&self, w: &Workload, now: Instant) -> Duration {
+        w.healthy + w.unaccounted(now, self.timeout, self.window_start)
     }
 
     /// Closes the report window at `now`: the window's length and each
@@ -254,17 +257,23 @@ impl Workload {
     /// Adds the healthy time between the last accounting and `now`: a healthy
     /// heartbeat counts until the next one, or until it times out.
     fn accrue(&mut self, now: Instant, timeout: Duration, window_start: Instant) {
+        self.healthy += self.unaccounted(now, timeout, window_start);
+        self.accounted_until = Some(now);
+    }
+
+    /// Healthy time between the last accounting and `now`, not yet added.
+    fn unaccounted(&self, now: Instant, timeout: Duration, window_start: Instant) -> Duration {
         let from = self.accounted_until.unwrap_or(now).max(window_start);
-        if let Some(h) = self
+        match self
             .heartbeat
             .as_ref()
             .filter(|h| h.status == Reported::Healthy)
         {
-            let start = from.max(h.at);
-            let end = now.min(h.at + timeout);
-            self.healthy += end.saturating_duration_since(start);
+            Some(h) => now
+                .min(h.at + timeout)
+                .saturating_duration_since(from.max(h.at)),
+            None => Duration::ZERO,
         }
-        self.accounted_until = Some(now);
     }
 }
 

@@ -25,12 +25,14 @@ use wm_testkit::bench::wrk;
 use wm_testkit::kube::FakeKube;
 use wm_testkit::proc::{Manager, TempDir};
 
-const USAGE: &str = "usage: bench [--quick] [--sync N] [--outbox] [--slow-api] [--bin PATH]
+const USAGE: &str =
+    "usage: bench [--quick] [--sync N] [--outbox] [--render] [--slow-api] [--bin PATH]
 
   --quick     10 s idle window instead of 60 s (idle CPU scaled to a minute),
               load rounds of 2 s instead of 5 s
   --sync N    only the sync rows, with N desired workloads
   --outbox    only the rows of a day of queued reports
+  --render    only the in-process rendering of /v1/status and /metrics
   --slow-api  only the initial syncs of 200 and 1,000 workloads against a
               Kubernetes API answering in 20 ms and 50 ms
   --bin PATH  the workload-manager binary to measure (default: the one next
@@ -123,6 +125,7 @@ fn main() -> ExitCode {
     let mut only_sync: Option<usize> = None;
     let mut only_outbox = false;
     let mut only_slow = false;
+    let mut only_render = false;
     let mut bin: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -130,6 +133,7 @@ fn main() -> ExitCode {
             "--quick" => quick = true,
             "--outbox" => only_outbox = true,
             "--slow-api" => only_slow = true,
+            "--render" => only_render = true,
             "--sync" => match args.next().and_then(|n| n.parse().ok()) {
                 Some(n) => only_sync = Some(n),
                 None => return usage("--sync needs a number of workloads"),
@@ -172,6 +176,11 @@ fn main() -> ExitCode {
             for line in &report.raw {
                 println!("- {line}");
             }
+        }
+        _ if only_render => {
+            let mut report = Report::default();
+            rendering(&mut report);
+            print!("{}", table(&report.rows));
         }
         _ if only_slow => {
             let mut report = Report::default();
@@ -247,6 +256,7 @@ fn run(bin: &Path, plan: &Plan) {
     drop(kube);
     drop(backend);
     reporting(&mut report);
+    rendering(&mut report);
     for workloads in [10, 100] {
         outbox_day(bin, workloads, &tmp, &mut report);
     }
@@ -680,6 +690,54 @@ fn reporting(report: &mut Report) {
         "report build + sign, ms: median {median_ms:.3}, p90 {:.3}",
         percentile(&times, 90.0)
     ));
+}
+
+/// Rendering `/v1/status` (JSON) and `/metrics` in process, as the main
+/// thread does for every poll: median of 200 renders of each.
+fn rendering(report: &mut Report) {
+    progress("status and metrics rendering");
+    let wall = SystemTime::now();
+    for (workloads, target_ms) in [(200, None), (1000, Some(1.0))] {
+        let mut node = HealthyNode::new(workloads);
+        let now = node.minute(0);
+        let time = |f: &dyn Fn() -> usize| {
+            let mut times: Vec<f64> = (0..200)
+                .map(|_| {
+                    let started = Instant::now();
+                    std::hint::black_box(f());
+                    started.elapsed().as_secs_f64() * 1000.0
+                })
+                .collect();
+            times.sort_by(f64::total_cmp);
+            median(&times)
+        };
+        let state = &node.state;
+        let status_ms = time(&|| workload_manager::status::json_text(state, now, wall).len());
+        let bytes = workload_manager::status::json_text(state, now, wall).len();
+        let metrics_ms = time(&|| workload_manager::metrics::render(state, now, wall).len());
+        let what = format!(
+            "render /v1/status JSON for {workloads} workloads ({} KiB), in process, median of 200",
+            bytes / 1024
+        );
+        let what_m =
+            format!("render /metrics for {workloads} workloads, in process, median of 200");
+        match target_ms {
+            Some(t) => {
+                report.rows.push(Row::below(&what, status_ms, t, "ms", 3));
+                report
+                    .rows
+                    .push(Row::below(&what_m, metrics_ms, t, "ms", 3));
+            }
+            None => {
+                report
+                    .rows
+                    .push(Row::info(&what, format!("{status_ms:.3} ms")));
+                report
+                    .rows
+                    .push(Row::info(&what_m, format!("{metrics_ms:.3} ms")));
+            }
+        }
+    }
 }
 
 /// 1. Binary size, stripped.
