@@ -150,7 +150,7 @@ impl Json {
     }
 
     fn str(&mut self, s: &str) {
-        self.0.push_str("\"");
+        self.raw("\"");
         let plain = |b: u8| b >= 0x20 && b != b'"' && b != b'\\';
         if s.bytes().all(plain) {
             self.0.push_str(s);
@@ -171,7 +171,7 @@ impl Json {
                 }
             }
         }
-        self.0.push_str("\"");
+        self.raw("\"");
     }
 
     fn opt_str(&mut self, s: Option<&str>) {
@@ -207,9 +207,9 @@ impl Json {
 
     /// A wall time as an RFC 3339 string.
     fn time(&mut self, t: SystemTime) {
-        self.0.push_str("\"");
+        self.raw("\"");
         crate::clock::push_rfc3339(&mut self.0, t);
-        self.0.push_str("\"");
+        self.raw("\"");
     }
 
     fn opt_num(&mut self, n: Option<u64>) {
