@@ -27,6 +27,8 @@ pub const MAX_WAIT: Duration = Duration::from_secs(1);
 pub const REQUESTS_PER_TURN: usize = 256;
 /// How long the last report delivery may take when stopping.
 pub const FLUSH_BUDGET: Duration = Duration::from_secs(3);
+/// On the way out, a window shorter than this is not reported.
+pub const MIN_LAST_WINDOW: Duration = Duration::from_secs(1);
 /// First sync within this long of start (jittered), so a node is ready soon.
 pub const FIRST_SYNC_WITHIN: Duration = Duration::from_secs(5);
 
@@ -61,6 +63,9 @@ pub struct Agent<C: Clock> {
     term: Option<u64>,
     /// Closes the clients to leader-only calls once the Lease may have lapsed.
     fence: crate::outbound::Fence,
+    /// A sync was asked for through the API: its outcome is logged even
+    /// when it changed nothing.
+    sync_asked: bool,
 }
 
 /// A job run in progress.
@@ -178,6 +183,7 @@ impl<C: Clock + Clone + 'static> Agent<C> {
             running: None,
             term: None,
             fence,
+            sync_asked: false,
         }
     }
 
@@ -205,9 +211,15 @@ impl<C: Clock + Clone + 'static> Agent<C> {
     /// within [`FLUSH_BUDGET`], to deliver what is queued.
     fn flush(&mut self) {
         let (now, wall) = (self.clock.now(), self.clock.wall());
-        let report = crate::report::close_window(&mut self.state, now, wall);
-        if let Err(e) = self.state.outbox.push(report) {
-            log::warn!("cannot write the outbox to disk: {e}");
+        // Right after a regular report the window is empty: no report of it.
+        if self.state.workloads.window_age(now) >= MIN_LAST_WINDOW {
+            let report = crate::report::close_window(&mut self.state, now, wall);
+            if let Err(e) = self.state.outbox.push(report) {
+                log::warn!("cannot write the outbox to disk: {e}");
+            }
+        }
+        if self.state.outbox.is_empty() {
+            return;
         }
         let batch = self.state.outbox.batch().count();
         let budget = FLUSH_BUDGET.min(self.config.http_timeout);
@@ -238,6 +250,7 @@ impl<C: Clock + Clone + 'static> Agent<C> {
         self.follow_election();
         if std::mem::take(&mut self.state.sync_requested) {
             self.scheduler.run_now(JobId::Sync, now);
+            self.sync_asked = true;
         }
         self.serve(self.wait(now))?;
         if self.probe.tick(self.clock.now()) == Probe::Deaf {
@@ -444,7 +457,13 @@ impl<C: Clock + Clone + 'static> Agent<C> {
                     wait.as_secs()
                 )
             }
+            _ if id == JobId::Sync && std::mem::take(&mut self.sync_asked) => {
+                log::info!("sync (asked for): {}", done.detail)
+            }
             _ => log::debug!("{}: {}", id.name(), done.detail),
+        }
+        if id == JobId::Sync {
+            self.sync_asked = false;
         }
         self.state
             .job_done(id, done.outcome, done.detail, self.clock.wall(), took);

@@ -164,10 +164,11 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (y, m, d)
 }
 
-/// A duration for people: `950ms`, `42s`, `3m12s`, `5h3m`, `2d4h`.
+/// A duration for people: `0s`, `950ms`, `42s`, `3m12s`, `5h3m`, `2d4h`.
 pub fn human(d: Duration) -> String {
     let s = d.as_secs();
     match s {
+        0 if d.as_millis() == 0 => "0s".to_string(),
         0 => format!("{}ms", d.as_millis()),
         1..=59 => format!("{s}s"),
         60..=3599 => format!("{}m{}s", s / 60, s % 60),
@@ -240,6 +241,7 @@ mod tests {
     #[test]
     fn humanizes_durations() {
         assert_eq!(human(Duration::from_millis(950)), "950ms");
+        assert_eq!(human(Duration::ZERO), "0s", "as its neighbours in a table");
         assert_eq!(human(Duration::from_secs(42)), "42s");
         assert_eq!(human(Duration::from_secs(192)), "3m12s");
         assert_eq!(human(Duration::from_secs(5 * 3600 + 180)), "5h3m");

@@ -156,8 +156,13 @@ impl Config {
                 opt(update.and_then(|u| u.endpoint.as_deref())),
             ),
             (
+                // An identifier, not a secret, but half of a credential: only
+                // whether it is set is shown, as for the secret.
                 "AWS_ACCESS_KEY_ID",
-                opt(update.and_then(|u| u.credentials.as_ref().map(|c| c.0.as_str()))),
+                match update.and_then(|u| u.credentials.as_ref()) {
+                    Some(_) => "<redacted>".into(),
+                    None => "(unset)".into(),
+                },
             ),
             (
                 "AWS_SECRET_ACCESS_KEY",

@@ -410,3 +410,25 @@ fn sigterm_sends_the_last_partial_window() {
     assert!(last["windowSeconds"].as_u64().unwrap() < 3600);
     assert_eq!(last["workloads"][0]["health"], "healthy");
 }
+
+#[test]
+fn a_stop_right_after_a_report_sends_no_empty_window() {
+    let node = FakeNode::new();
+    node.want(&[("web", "1.0.0")]);
+    let mut m = start(&node, &[("WM_REPORT_INTERVAL", "2s")]);
+    wait_for("a regular report", Duration::from_secs(30), || {
+        (!node.backend.reports().is_empty()).then_some(())
+    });
+    m.signal(libc::SIGTERM);
+    assert!(m.wait_exit(Duration::from_secs(15)).success());
+    let windows: Vec<u64> = node
+        .backend
+        .reports()
+        .iter()
+        .map(|r| r.report["windowSeconds"].as_u64().unwrap_or(u64::MAX))
+        .collect();
+    assert!(
+        windows.iter().all(|w| *w >= 1),
+        "a report of an empty window was sent: {windows:?}"
+    );
+}

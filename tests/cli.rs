@@ -89,8 +89,9 @@ fn print_config_redacts_secrets() {
     assert!(text.contains("WM_SYNC_INTERVAL=10m\n"));
     assert!(text.contains("NODE_PRIVATE_KEY=<redacted>\n"));
     assert!(text.contains("AWS_SECRET_ACCESS_KEY=<redacted>\n"));
+    assert!(text.contains("AWS_ACCESS_KEY_ID=<redacted>\n"));
     assert!(
-        !text.contains(TEST_KEY) && !text.contains("verysecretvalue"),
+        !text.contains(TEST_KEY) && !text.contains("verysecretvalue") && !text.contains("AKIATEST"),
         "{text}"
     );
 }

@@ -420,3 +420,17 @@ fn many_new_workloads_are_told_from_taken_names_with_one_list() {
         .get("app.kubernetes.io/managed-by")
         .is_none());
 }
+
+#[test]
+fn a_sync_asked_for_is_logged_even_when_it_changes_nothing() {
+    let node = FakeNode::new();
+    node.want(&[("web", "1.0.0")]);
+    let mut m = start(&node);
+    wait_for("a first sync", Duration::from_secs(20), || {
+        (m.job_runs("sync") >= 1).then_some(())
+    });
+    assert_eq!(m.post("/v1/sync", "application/json", "").status, 202);
+    let line = m.wait_for_log("sync (asked for): ", Duration::from_secs(20));
+    assert!(line.contains("INFO"), "{line}");
+    assert!(line.contains("1 desired"), "{line}");
+}
