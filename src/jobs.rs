@@ -105,6 +105,8 @@ struct Sync {
     unchanged: bool,
     /// Listing the whole namespace failed: look up names one by one.
     probe_singly: bool,
+    /// Deletions held back until a prune to empty is confirmed.
+    prune_held: usize,
     tally: Tally,
 }
 
@@ -242,9 +244,34 @@ impl Sync {
         }
         let Some(name) = names.pop() else {
             let desired = cx.state.desired.clone().unwrap_or_default();
-            let actions = reconcile::plan(&desired, &self.actual, &cx.state.applied)
-                .into_iter()
-                .filter(|a| !self.unknown.contains(a.name()));
+            let mut actions: Vec<Action> =
+                reconcile::plan(&desired, &self.actual, &cx.state.applied)
+                    .into_iter()
+                    .filter(|a| !self.unknown.contains(a.name()))
+                    .collect();
+            let deletes: Vec<String> = actions
+                .iter()
+                .filter_map(|a| match a {
+                    Action::Delete { name } => Some(name.clone()),
+                    _ => None,
+                })
+                .collect();
+            let go = reconcile::confirm_prune(
+                desired.is_empty(),
+                &deletes,
+                &mut cx.state.pending_prune,
+                cx.now,
+                cx.wall,
+            );
+            if !go {
+                log::warn!(
+                    "the desired list is empty: the {} managed Deployment(s) are deleted only if a fetch at least {}s after the first still says so",
+                    deletes.len(),
+                    reconcile::PRUNE_CONFIRM_AFTER.as_secs()
+                );
+                actions.retain(|a| !matches!(a, Action::Delete { .. }));
+                self.prune_held = deletes.len();
+            }
             let mut tasks = VecDeque::new();
             for action in actions {
                 match action {
@@ -485,6 +512,20 @@ impl Sync {
         );
         if t.acknowledged > 0 {
             summary.push_str(&format!("; {} version(s) acknowledged", t.acknowledged));
+        }
+        if self.prune_held > 0 {
+            summary.push_str(&format!(
+                "; {} deletion(s) wait for the empty desired list to be confirmed",
+                self.prune_held
+            ));
+            if t.errors.is_empty() {
+                // The confirming fetch, as soon as it may come.
+                return Step::Done(Done {
+                    outcome: Outcome::Ok,
+                    detail: summary,
+                    next: Next::Recheck(reconcile::PRUNE_CONFIRM_AFTER),
+                });
+            }
         }
         let moving = cx
             .state

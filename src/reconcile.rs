@@ -104,6 +104,57 @@ pub fn plan(
     actions
 }
 
+/// An empty desired list is acted on only when a fetch at least this long
+/// after the first that said so still says so.
+pub const PRUNE_CONFIRM_AFTER: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// A prune to empty waiting for its confirmation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingPrune {
+    /// When a fetch first said the desired list is empty.
+    pub since: std::time::Instant,
+    pub since_wall: std::time::SystemTime,
+    /// The managed Deployments it would delete.
+    pub names: Vec<String>,
+}
+
+/// Whether a plan's deletions may go ahead (`true`), given what this fetch
+/// said at `now`: a desired list that is empty while managed Deployments
+/// exist is a prune to empty, acted on only when a fetch at least
+/// [`PRUNE_CONFIRM_AFTER`] after the first one still says so (a backend bug
+/// must not wipe a fleet). Any other plan clears a pending prune and goes
+/// ahead at once.
+pub fn confirm_prune(
+    desired_is_empty: bool,
+    deletes: &[String],
+    pending: &mut Option<PendingPrune>,
+    now: std::time::Instant,
+    wall: std::time::SystemTime,
+) -> bool {
+    if !desired_is_empty || deletes.is_empty() {
+        *pending = None;
+        return true;
+    }
+    match pending {
+        Some(p) if now.saturating_duration_since(p.since) >= PRUNE_CONFIRM_AFTER => {
+            *pending = None;
+            true
+        }
+        Some(p) => {
+            p.names = deletes.to_vec();
+            false
+        }
+        None => {
+            *pending = Some(PendingPrune {
+                since: now,
+                since_wall: wall,
+                names: deletes.to_vec(),
+            });
+            false
+        }
+    }
+}
+
 /// How a workload's Deployment stands, as the reports say it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rollout {
@@ -244,6 +295,47 @@ mod tests {
     use super::*;
     use crate::kube::{Condition, Deployment, DeploymentSpec, DeploymentStatus, ObjectMeta};
     use serde_json::json;
+
+    #[test]
+    fn a_prune_to_empty_waits_for_a_second_fetch_a_minute_later() {
+        use std::time::{Duration, Instant, UNIX_EPOCH};
+        let t0 = Instant::now();
+        let wall = UNIX_EPOCH;
+        let names = vec!["api".to_string(), "web".to_string()];
+        let mut pending = None;
+        assert!(!confirm_prune(true, &names, &mut pending, t0, wall));
+        let first = pending.clone().expect("pending");
+        assert_eq!((first.since, first.names.clone()), (t0, names.clone()));
+        let soon = t0 + PRUNE_CONFIRM_AFTER - Duration::from_millis(1);
+        assert!(!confirm_prune(true, &names, &mut pending, soon, wall));
+        assert_eq!(
+            pending.as_ref().map(|p| p.since),
+            Some(t0),
+            "the first sighting counts"
+        );
+        assert!(confirm_prune(
+            true,
+            &names,
+            &mut pending,
+            t0 + PRUNE_CONFIRM_AFTER,
+            wall
+        ));
+        assert_eq!(pending, None);
+        // A non-empty list in between starts over.
+        assert!(!confirm_prune(true, &names, &mut pending, t0, wall));
+        assert!(confirm_prune(false, &names[..1], &mut pending, t0, wall));
+        assert_eq!(pending, None, "a non-empty list applies at once");
+        assert!(!confirm_prune(
+            true,
+            &names,
+            &mut pending,
+            t0 + PRUNE_CONFIRM_AFTER,
+            wall
+        ));
+        // Nothing to delete: nothing to confirm.
+        assert!(confirm_prune(true, &[], &mut pending, t0, wall));
+        assert_eq!(pending, None);
+    }
 
     fn deployment(generation: i64, replicas: i64, status: DeploymentStatus) -> Deployment {
         Deployment {

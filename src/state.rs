@@ -142,6 +142,8 @@ pub struct State {
     pub desired_etag: Option<String>,
     /// What the last syncs saw of each workload's Deployment.
     pub deployments: BTreeMap<String, DeploymentView>,
+    /// A prune to empty waiting for its confirmation.
+    pub pending_prune: Option<crate::reconcile::PendingPrune>,
     /// What we last applied to each workload (to notice changes by hand).
     pub applied: BTreeMap<String, crate::reconcile::Applied>,
     /// Manifests of desired versions, fetched once each.
@@ -193,6 +195,7 @@ impl State {
             desired: None,
             desired_etag: None,
             deployments: BTreeMap::new(),
+            pending_prune: None,
             applied: BTreeMap::new(),
             manifests: ManifestCache::default(),
             outbox: Outbox::in_memory(),

@@ -50,7 +50,23 @@ pub fn json_text(state: &State, now: Instant, _wall: SystemTime) -> String {
     out.num(state.outbox.dropped());
     out.raw(",\"queued\":");
     out.num(state.outbox.len() as u64);
-    out.raw("},\"workloads\":[");
+    out.raw("},\"pendingPrune\":");
+    match &state.pending_prune {
+        None => out.raw("null"),
+        Some(p) => {
+            out.raw("{\"firstSeenAt\":");
+            out.time(p.since_wall);
+            out.raw(",\"names\":[");
+            for (i, name) in p.names.iter().enumerate() {
+                if i > 0 {
+                    out.raw(",");
+                }
+                out.str(name);
+            }
+            out.raw("]}");
+        }
+    }
+    out.raw(",\"workloads\":[");
     let timeout = state.workloads.timeout();
     // All three are in name order: walked side by side, not looked up.
     let mut deployments = state.deployments.iter().peekable();
@@ -282,6 +298,15 @@ pub fn text(state: &State, now: Instant, wall: SystemTime) -> String {
     }
     out += &table(&rows);
     out += "\n";
+    if let Some(p) = &state.pending_prune {
+        out += &format!(
+            "PENDING PRUNE: the desired list is empty; {} Deployment(s) ({}) are deleted only if a fetch at least {}s after {} still says so\n\n",
+            p.names.len(),
+            printable(&p.names.join(", ")),
+            crate::reconcile::PRUNE_CONFIRM_AFTER.as_secs(),
+            crate::clock::rfc3339(p.since_wall),
+        );
+    }
     let mut rows = vec![row(&["JOB", "LAST RUN", "OUTCOME", "DETAIL"])];
     for job in JobId::ALL {
         let record = &state.jobs[&job];
@@ -452,7 +477,7 @@ mod tests {
                 r#""lastUpdateCheck":{"at":null,"detail":null,"error":null,"outcome":"never"},"#,
                 r#""manager":{"leader":false,"leaseHolder":null,"namespace":"edge","nodeAddress":null,"#,
                 r#""podName":"wm-0","ready":false,"uptimeSeconds":3,"version":"0.1.0"},"#,
-                r#""outbox":{"bytes":0,"dropped":0,"queued":0},"#,
+                r#""outbox":{"bytes":0,"dropped":0,"queued":0},"pendingPrune":null,"#,
                 r#""workloads":[{"deployedVersion":null,"desiredVersion":null,"error":null,"#,
                 r#""health":"degraded","healthySeconds":0,"heartbeatAgeSeconds":3,"#,
                 r#""lastHeartbeatAt":"2026-11-28T12:00:00Z","message":"slow","name":"web","#,

@@ -434,3 +434,58 @@ fn a_sync_asked_for_is_logged_even_when_it_changes_nothing() {
     assert!(line.contains("INFO"), "{line}");
     assert!(line.contains("1 desired"), "{line}");
 }
+
+#[test]
+fn a_prune_to_empty_waits_for_a_confirming_fetch_a_minute_later() {
+    let node = FakeNode::new();
+    node.want(&[("web", "1.0.0"), ("api", "1.0.0")]);
+    let m = start_with(&node, &[("WM_SYNC_INTERVAL", "2s")]);
+    wait_for("both created", Duration::from_secs(20), || {
+        (node.kube.deployments().len() == 2).then_some(())
+    });
+    node.backend.set_workloads(TEST_ADDRESS, &[]);
+    let emptied = std::time::Instant::now();
+    let v = wait_for("a pending prune", Duration::from_secs(20), || {
+        let v = status(&m);
+        (!v["pendingPrune"].is_null()).then_some(v)
+    });
+    assert_eq!(v["pendingPrune"]["names"], json!(["api", "web"]), "{v}");
+    assert!(v["pendingPrune"]["firstSeenAt"].is_string(), "{v}");
+    assert_eq!(
+        v["lastSync"]["outcome"], "ok",
+        "no failure, no backoff: {v}"
+    );
+    let text = m.get("/v1/status?format=text").body;
+    assert!(text.contains("PENDING PRUNE"), "{text}");
+    // An outage in between changes nothing.
+    node.backend.set_reachable(false);
+    let failed = m.job_runs("sync");
+    wait_for(
+        "syncs failing in the outage",
+        Duration::from_secs(30),
+        || {
+            (status(&m)["lastSync"]["outcome"] == "error" && m.job_runs("sync") >= failed + 2)
+                .then_some(())
+        },
+    );
+    node.backend.set_reachable(true);
+    while emptied.elapsed() < Duration::from_secs(50) {
+        assert_eq!(
+            node.kube.deployments().len(),
+            2,
+            "deleted before confirmation"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    wait_for("the confirmed prune", Duration::from_secs(40), || {
+        node.kube.deployments().is_empty().then_some(())
+    });
+    assert!(
+        emptied.elapsed() >= reconcile_confirm(),
+        "{:?}",
+        emptied.elapsed()
+    );
+    wait_for("no prune pending", Duration::from_secs(10), || {
+        status(&m)["pendingPrune"].is_null().then_some(())
+    });
+}
