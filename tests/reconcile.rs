@@ -480,11 +480,8 @@ fn a_prune_to_empty_waits_for_a_confirming_fetch_a_minute_later() {
     wait_for("the confirmed prune", Duration::from_secs(40), || {
         node.kube.deployments().is_empty().then_some(())
     });
-    assert!(
-        emptied.elapsed() >= reconcile_confirm(),
-        "{:?}",
-        emptied.elapsed()
-    );
+    let confirm = workload_manager::reconcile::PRUNE_CONFIRM_AFTER;
+    assert!(emptied.elapsed() >= confirm, "{:?}", emptied.elapsed());
     wait_for("no prune pending", Duration::from_secs(10), || {
         status(&m)["pendingPrune"].is_null().then_some(())
     });
