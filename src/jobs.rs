@@ -107,6 +107,8 @@ struct Sync {
     probe_singly: bool,
     /// Deletions held back until a prune to empty is confirmed.
     prune_held: usize,
+    /// Desired workloads whose version was refused (now or before).
+    invalid: Vec<String>,
     tally: Tally,
 }
 
@@ -204,6 +206,10 @@ impl Sync {
         cx.state
             .deployments
             .retain(|name, _| desired.contains_key(name) || self.actual.contains_key(name));
+        // A refused version is tried again once the backend wants another.
+        cx.state
+            .invalid
+            .retain(|name, (version, _)| desired.get(name) == Some(version));
         let unlisted: Vec<String> = desired
             .keys()
             .filter(|n| !self.actual.contains_key(*n))
@@ -227,9 +233,8 @@ impl Sync {
                                 self.actual.insert(name, observe(d));
                             }
                             None => {
-                                cx.state
-                                    .deployments
-                                    .insert(name, DeploymentView::marked(Rollout::Missing, ""));
+                                let view = missing_or_invalid(cx.state, &name);
+                                cx.state.deployments.insert(name, view);
                             }
                         }
                     }
@@ -299,9 +304,8 @@ impl Sync {
         };
         match cx.kube.get(&name, cx.now) {
             Ok(None) => {
-                cx.state
-                    .deployments
-                    .insert(name, DeploymentView::marked(Rollout::Missing, ""));
+                let view = missing_or_invalid(cx.state, &name);
+                cx.state.deployments.insert(name, view);
             }
             Ok(Some(d)) => {
                 self.actual.insert(name, observe(&d));
@@ -367,7 +371,12 @@ impl Sync {
                 version,
                 create,
             } => {
-                if !cx.state.manifests.contains(&name, &version) {
+                if let Some(reason) = invalid_reason(cx.state, &name, &version) {
+                    // Refused before: not fetched or tried again.
+                    let view = DeploymentView::marked(Rollout::Invalid, &reason);
+                    cx.state.deployments.insert(name.clone(), view);
+                    self.invalid.push(name);
+                } else if !cx.state.manifests.contains(&name, &version) {
                     match cx
                         .state
                         .manifests
@@ -378,11 +387,14 @@ impl Sync {
                             version,
                             create,
                         }),
+                        Err(e) if refused(&e) => {
+                            self.refuse(cx, &name, &version, format!("manifest of {version}: {e}"))
+                        }
                         Err(e) => self.fail(
                             cx,
                             &name,
                             format!("manifest of {version}: {e}"),
-                            Rollout::Invalid,
+                            Rollout::Failed,
                         ),
                     }
                 } else {
@@ -432,11 +444,11 @@ impl Sync {
         let prepared = match reconcile::prepare(&name, &version, &cx.config.namespace, &manifest) {
             Ok(p) => p,
             Err(e) => {
-                return self.fail(
+                return self.refuse(
                     cx,
                     &name,
+                    &version,
                     format!("manifest of {version} refused: {e}"),
-                    Rollout::Invalid,
                 )
             }
         };
@@ -488,6 +500,21 @@ impl Sync {
         }
     }
 
+    /// `version` of `name` was refused (unknown to the backend, or failing
+    /// our checks): remembered, shown as invalid, and not an error of the
+    /// sync (it would only fail the same way again).
+    fn refuse(&mut self, cx: &mut Context<'_>, name: &str, version: &str, reason: String) {
+        log::warn!("{name}: {reason}; not tried again until its desired version changes");
+        cx.state.deployments.insert(
+            name.to_string(),
+            DeploymentView::marked(Rollout::Invalid, &reason),
+        );
+        cx.state
+            .invalid
+            .insert(name.to_string(), (version.to_string(), reason));
+        self.invalid.push(name.to_string());
+    }
+
     fn fail(&mut self, cx: &mut Context<'_>, name: &str, error: String, rollout: Rollout) {
         log::warn!("{name}: {error}");
         cx.state
@@ -512,6 +539,12 @@ impl Sync {
         );
         if t.acknowledged > 0 {
             summary.push_str(&format!("; {} version(s) acknowledged", t.acknowledged));
+        }
+        if !self.invalid.is_empty() {
+            summary.push_str(&format!(
+                "; invalid, not tried again until the desired version changes: {}",
+                self.invalid.join(", ")
+            ));
         }
         if self.prune_held > 0 {
             summary.push_str(&format!(
@@ -552,6 +585,31 @@ impl Sync {
             )
         }
     }
+}
+
+/// Why `version` of `name` was refused before, if it was.
+fn invalid_reason(state: &State, name: &str, version: &str) -> Option<String> {
+    state
+        .invalid
+        .get(name)
+        .filter(|(v, _)| v == version)
+        .map(|(_, reason)| reason.clone())
+}
+
+/// A desired workload with no Deployment: missing, or invalid if its
+/// desired version was refused before (shown steadily, not as missing).
+fn missing_or_invalid(state: &State, name: &str) -> DeploymentView {
+    let desired = state.desired.as_ref().and_then(|d| d.get(name));
+    match desired.and_then(|v| invalid_reason(state, name, v)) {
+        Some(reason) => DeploymentView::marked(Rollout::Invalid, &reason),
+        None => DeploymentView::marked(Rollout::Missing, ""),
+    }
+}
+
+/// Whether a manifest fetch failed because the backend does not know the
+/// version (404), as opposed to failing for now (unreachable, 5xx).
+fn refused(e: &crate::backend::BackendError) -> bool {
+    matches!(e, crate::backend::BackendError::Status { code: 404, .. })
 }
 
 /// What the plan needs of a Deployment.

@@ -144,6 +144,9 @@ pub struct State {
     pub deployments: BTreeMap<String, DeploymentView>,
     /// A prune to empty waiting for its confirmation.
     pub pending_prune: Option<crate::reconcile::PendingPrune>,
+    /// Desired versions whose manifest was refused, by workload: version and
+    /// why. Not fetched or tried again until the desired version changes.
+    pub invalid: BTreeMap<String, (String, String)>,
     /// What we last applied to each workload (to notice changes by hand).
     pub applied: BTreeMap<String, crate::reconcile::Applied>,
     /// Manifests of desired versions, fetched once each.
@@ -196,6 +199,7 @@ impl State {
             desired_etag: None,
             deployments: BTreeMap::new(),
             pending_prune: None,
+            invalid: BTreeMap::new(),
             applied: BTreeMap::new(),
             manifests: ManifestCache::default(),
             outbox: Outbox::in_memory(),

@@ -173,10 +173,15 @@ fn a_taken_name_is_a_conflict_and_a_bad_manifest_is_invalid() {
     });
     let v = wait_for("the sync to finish", Duration::from_secs(20), || {
         let v = status(&m);
-        (v["lastSync"]["outcome"] == "error").then_some(v)
+        (v["lastSync"]["outcome"] != "never").then_some(v)
     });
-    let err = v["lastSync"]["error"].as_str().unwrap();
-    assert!(err.contains("bad: manifest of 1 refused"), "{err}");
+    // A refused manifest is no failure of the sync: it would fail the same way again.
+    assert_eq!(v["lastSync"]["outcome"], "ok", "{v}");
+    let detail = v["lastSync"]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("invalid, not tried again until the desired version changes: bad"),
+        "{detail}"
+    );
     let db = workload(&m, "db");
     assert_eq!(db["rollout"], "conflict", "{db}");
     // Its status and revision annotation may move (the controller), never its
@@ -206,6 +211,57 @@ fn a_taken_name_is_a_conflict_and_a_bad_manifest_is_invalid() {
         "{bad}"
     );
     assert!(node.kube.deployment("bad").is_none());
+}
+
+#[test]
+fn a_refused_version_is_not_tried_again_until_the_desired_version_changes() {
+    let node = FakeNode::new();
+    node.want(&[("web", "1")]);
+    // No manifest for gone 1: the backend answers 404.
+    node.backend
+        .set_workloads(TEST_ADDRESS, &[("web", "1"), ("gone", "1")]);
+    let m = start_with(&node, &[("WM_SYNC_INTERVAL", "1s")]);
+    let fetches = |node: &FakeNode| {
+        node.backend
+            .log()
+            .iter()
+            .filter(|r| r.path.contains("/workloads/gone/versions/"))
+            .count()
+    };
+    wait_for("gone refused", Duration::from_secs(20), || {
+        (workload(&m, "gone")["rollout"] == "invalid").then_some(())
+    });
+    // Several syncs later: one fetch, no failure, no backoff, steadily invalid.
+    let runs = m.job_runs("sync");
+    while m.job_runs("sync") < runs + 4 {
+        let w = workload(&m, "gone");
+        assert_eq!(w["rollout"], "invalid", "{w}");
+        assert!(w["error"].as_str().unwrap().contains("404"), "{w}");
+        assert_eq!(status(&m)["lastSync"]["outcome"], "ok");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(fetches(&node), 1);
+    let metrics = m.get("/metrics").body;
+    assert!(
+        metrics.contains("wm_job_runs_total{job=\"sync\",outcome=\"ok\"}"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("wm_job_runs_total{job=\"sync\",outcome=\"error\"}"),
+        "{metrics}"
+    );
+    // A new desired version is tried at once.
+    node.backend.put_manifest(
+        "gone",
+        "2",
+        wm_testkit::backend::sample_manifest("gone", "registry.example/gone:2"),
+    );
+    node.backend
+        .set_workloads(TEST_ADDRESS, &[("web", "1"), ("gone", "2")]);
+    wait_for("gone 2 created", Duration::from_secs(20), || {
+        node.kube.deployment("gone").map(|_| ())
+    });
+    assert_eq!(fetches(&node), 2);
 }
 
 #[test]
