@@ -25,31 +25,15 @@ fn start(node: &FakeNode) -> Manager {
 }
 
 fn status(m: &Manager) -> Value {
-    m.get("/v1/status").json()
+    m.status()
 }
 
 fn workload(m: &Manager, name: &str) -> Value {
-    status(m)["workloads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["name"] == name)
-        .cloned()
-        .unwrap_or(Value::Null)
+    m.workload(name)
 }
 
-/// Asks for a sync and waits until one that started after the call has finished (two runs).
 fn sync(m: &Manager) -> Value {
-    // A sync already running when asked may have listed before the test's
-    // last change; the run after the next completion surely started later.
-    for _ in 0..2 {
-        let n = m.job_runs("sync");
-        assert_eq!(m.post("/v1/sync", "application/json", "").status, 202);
-        wait_for("a sync", Duration::from_secs(20), || {
-            (m.job_runs("sync") > n).then_some(())
-        });
-    }
-    status(m)
+    m.sync()
 }
 
 fn image(d: &Value) -> &str {
