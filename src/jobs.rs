@@ -96,6 +96,9 @@ struct Sync {
     unknown: BTreeSet<String>,
     /// The backend answered 304.
     unchanged: bool,
+    /// Listed Deployments whose create-time fields are not yet our apply's
+    /// (`reconcile::ownership_patch`): handed over before their next apply.
+    ownership: BTreeMap<String, serde_json::Value>,
     tally: Tally,
 }
 
@@ -124,6 +127,12 @@ enum Task {
     },
     Delete {
         name: String,
+    },
+    /// Hand the fields its create left to our server-side apply (a JSON patch
+    /// of `metadata.managedFields`), so the apply after it removes dropped fields.
+    Own {
+        name: String,
+        ops: serde_json::Value,
     },
 }
 
@@ -159,6 +168,9 @@ impl Sync {
                 cx.state.kube_answered = true;
                 for d in deployments {
                     let name = d.metadata.name.clone();
+                    if let Some(ops) = reconcile::ownership_patch(&d.metadata.managed_fields) {
+                        self.ownership.insert(name.clone(), ops);
+                    }
                     self.actual.insert(name.clone(), observe(&d));
                     cx.state.deployments.insert(name, DeploymentView::of(&d));
                 }
@@ -214,6 +226,12 @@ impl Sync {
                     }),
                     Action::Apply { name, version, why } => {
                         log::info!("{name}: applying {version} ({why:?})");
+                        if let Some(ops) = self.ownership.remove(&name) {
+                            tasks.push_back(Task::Own {
+                                name: name.clone(),
+                                ops,
+                            });
+                        }
                         tasks.push_back(Task::Write {
                             name,
                             version,
@@ -295,6 +313,13 @@ impl Sync {
                     cx.state.deployments.remove(&name);
                 }
                 Err(e) => self.tally.errors.push(format!("{name}: delete: {e}")),
+            },
+            Task::Own { name, ops } => match cx.kube.json_patch(&name, &ops, cx.now) {
+                Ok(_) => log::info!("{name}: fields from its create handed to server-side apply"),
+                Err(e) => self
+                    .tally
+                    .errors
+                    .push(format!("{name}: field ownership: {e}")),
             },
         }
         self.phase = SyncPhase::Act(tasks);

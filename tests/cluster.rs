@@ -199,12 +199,11 @@ fn lifecycle_against_the_real_api_server() {
     e.ns.kubectl(&["apply", "-f", "-"], Some(&old.to_string()));
     let db_before = e.deployment("db").expect("db");
 
-    // web 1.5.0 adds an environment variable that 1.6.0 drops.
-    e.backend.put_manifest(
-        "web",
-        "1.4.0",
-        sample_manifest("web", "registry.example/web:1.4.0"),
-    );
+    // web 1.4.0 (created) has args that 1.5.0 (applied) drops; 1.5.0 adds an
+    // environment variable that 1.6.0 drops.
+    let mut web14 = sample_manifest("web", "registry.example/web:1.4.0");
+    web14["spec"]["template"]["spec"]["containers"][0]["args"] = json!(["--legacy"]);
+    e.backend.put_manifest("web", "1.4.0", web14);
     let mut web15 = sample_manifest("web", "registry.example/web:1.5.0");
     web15["spec"]["template"]["spec"]["containers"][0]["env"] =
         json!([{"name": "LEGACY", "value": "1"}]);
@@ -318,6 +317,15 @@ fn lifecycle_against_the_real_api_server() {
     // A new version, by server-side apply; then one without a field the
     // one before had: that field is removed.
     for version in ["1.5.0", "1.6.0"] {
+        if version == "1.6.0" {
+            let web = e.deployment("web").unwrap();
+            let c = &web["spec"]["template"]["spec"]["containers"][0];
+            assert!(
+                c.get("args").is_none(),
+                "a field from the create is removed: {c}"
+            );
+            assert_eq!(c["env"][0]["name"], "LEGACY", "{c}");
+        }
         e.backend.set_workloads(
             TEST_ADDRESS,
             &[
@@ -682,7 +690,12 @@ fn leader_election_on_the_real_lease_api() {
             .filter(|c| c.verb() == "patch" && c.name() == "web")
             .map(|c| c.token_id().map(str::to_string))
             .collect();
-    assert_eq!(patch_by, vec![Some(ida2)], "one apply, by the new leader");
+    // (the ownership hand-over and the apply)
+    assert_eq!(
+        patch_by,
+        vec![Some(ida2.clone()), Some(ida2)],
+        "by the new leader"
+    );
     assert_no_refused_calls(&e);
 }
 

@@ -361,3 +361,47 @@ fn a_hung_api_server_delays_heartbeats_by_at_most_the_call_timeout() {
         sent.elapsed()
     );
 }
+
+#[test]
+fn a_field_the_created_version_had_and_the_next_lacks_is_removed() {
+    let node = FakeNode::new();
+    let mut first = wm_testkit::backend::sample_manifest("web", "registry.example/web:1");
+    first["spec"]["template"]["spec"]["containers"][0]["args"] = json!(["--legacy"]);
+    node.backend.put_manifest("web", "1", first);
+    node.backend.set_workloads(TEST_ADDRESS, &[("web", "1")]);
+    let m = start(&node);
+    wait_for("web created", Duration::from_secs(20), || {
+        node.kube.deployment("web").map(|_| ())
+    });
+    let created = node.kube.deployment("web").unwrap();
+    assert_eq!(
+        spec_managers(&created),
+        [("workload-manager".to_string(), "Update".to_string())],
+        "a create is an Update"
+    );
+    node.want(&[("web", "2")]);
+    let v = sync(&m);
+    assert_eq!(v["lastSync"]["outcome"], "ok", "{v}");
+    let web = node.kube.deployment("web").unwrap();
+    assert_eq!(image(&web), "registry.example/web:2");
+    let c = &web["spec"]["template"]["spec"]["containers"][0];
+    assert!(c.get("args").is_none(), "{c}");
+    assert_eq!(
+        spec_managers(&web),
+        [("workload-manager".to_string(), "Apply".to_string())]
+    );
+}
+
+/// `(manager, operation)` of each managedFields entry not of a subresource.
+fn spec_managers(d: &Value) -> Vec<(String, String)> {
+    d["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f.get("subresource").is_none())
+        .map(|f| {
+            let s = |k: &str| f[k].as_str().unwrap_or_default().to_string();
+            (s("manager"), s("operation"))
+        })
+        .collect()
+}
