@@ -896,3 +896,237 @@ fn kwok_plays_crash_looping_and_never_ready_pods() {
             .then_some(())
     });
 }
+
+/// Every kind of call the manager makes, through its own client, with each
+/// answer written down as the manager sees it (status code, reason, message;
+/// or what it reads of the object). Run on the real API server and on the
+/// in-process fake, the two lists must be equal.
+fn the_managers_calls(k: &mut workload_manager::kube::Kube, ns: &str) -> Vec<String> {
+    use workload_manager::kube::KubeError;
+    let now = Instant::now;
+    let mut out = Vec::new();
+    let mut note = |what: &str, r: Result<String, KubeError>| {
+        out.push(match r {
+            Ok(s) => format!("{what}: {s}"),
+            Err(e) => format!("{what}: error {e}"),
+        })
+    };
+    let prepare = |name: &str, version: &str, image: &str| {
+        workload_manager::reconcile::prepare(name, version, ns, &sample_manifest(name, image))
+            .expect("a valid manifest")
+    };
+    let spec_managers = |d: &workload_manager::kube::Deployment| {
+        d.metadata
+            .managed_fields
+            .iter()
+            .filter(|f| f.subresource.is_none())
+            .map(|f| format!("{}/{}", f.manager, f.operation))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let seen = |d: &workload_manager::kube::Deployment| {
+        format!(
+            "generation {} managed-by {:?} version {:?} fields {}",
+            d.metadata.generation,
+            d.metadata.labels.managed_by,
+            d.metadata.annotations.version,
+            spec_managers(d)
+        )
+    };
+    note(
+        "list",
+        k.list_managed(now())
+            .map(|l| format!("{} managed", l.len())),
+    );
+    note(
+        "create",
+        k.create(&prepare("web", "1", "registry.example/web:1"), now())
+            .map(|d| seen(&d)),
+    );
+    note(
+        "create again",
+        k.create(&prepare("web", "1", "registry.example/web:1"), now())
+            .map(|d| seen(&d)),
+    );
+    note(
+        "get",
+        k.get("web", now())
+            .map(|d| d.as_ref().map(seen).unwrap_or_default()),
+    );
+    note(
+        "get missing",
+        k.get("nothing", now())
+            .map(|d| format!("{:?}", d.map(|d| d.metadata.name))),
+    );
+    // What the server made of the manifest: defaults, metadata it stamps.
+    note(
+        "spec as stored",
+        k.get_raw("web", now()).map(|d| {
+            let d = d.unwrap_or_default();
+            let mut keys: Vec<&String> = d["metadata"]
+                .as_object()
+                .map(|m| m.keys().collect())
+                .unwrap_or_default();
+            keys.sort();
+            format!("{} metadata {keys:?}", d["spec"])
+        }),
+    );
+    let listed = k.list_managed(now()).unwrap_or_default();
+    let web = listed.iter().find(|d| d.metadata.name == "web");
+    let ownership =
+        web.and_then(|d| workload_manager::reconcile::ownership_patch(&d.metadata.managed_fields));
+    note(
+        "ownership patch planned",
+        Ok(format!("{}", ownership.is_some())),
+    );
+    if let Some(ops) = ownership {
+        note(
+            "ownership",
+            k.json_patch("web", &ops, now()).map(|_| "ok".into()),
+        );
+    }
+    note(
+        "apply",
+        k.apply("web", &prepare("web", "2", "registry.example/web:2"), now())
+            .map(|d| seen(&d)),
+    );
+    note(
+        "apply unchanged",
+        k.apply("web", &prepare("web", "2", "registry.example/web:2"), now())
+            .map(|d| seen(&d)),
+    );
+    note(
+        "json patch, failing test",
+        k.json_patch(
+            "web",
+            &json!([{"op": "test", "path": "/metadata/annotations/workload-manager~1version", "value": "9"},
+                    {"op": "replace", "path": "/spec/replicas", "value": 5}]),
+            now(),
+        )
+        .map(|_| "ok".into()),
+    );
+    let mut broken = prepare("broken", "1", "registry.example/broken:1");
+    broken["spec"]["selector"]["matchLabels"] = json!({"app": "other"});
+    note("create invalid", k.create(&broken, now()).map(|d| seen(&d)));
+    note(
+        "apply invalid",
+        k.apply(
+            "web",
+            &{
+                let mut b = prepare("web", "3", "registry.example/web:3");
+                b["spec"]["selector"]["matchLabels"] = json!({"app": "other"});
+                b
+            },
+            now(),
+        )
+        .map(|d| seen(&d)),
+    );
+    note("delete", k.delete("web", now()).map(|()| "ok".into()));
+    note(
+        "delete missing",
+        k.delete("web", now()).map(|()| "ok".into()),
+    );
+
+    let lease = |rv: Option<&str>, holder: &str| {
+        let mut l = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "workload-manager", "namespace": ns},
+            "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
+                     "acquireTime": "2026-01-01T00:00:00.000000Z", "renewTime": "2026-01-01T00:00:00.000000Z",
+                     "leaseTransitions": 0}});
+        if let Some(rv) = rv {
+            l["metadata"]["resourceVersion"] = json!(rv);
+        }
+        l
+    };
+    let show = |l: &workload_manager::lease::Lease| {
+        format!(
+            "holder {:?} transitions {:?} rv set {}",
+            l.holder(),
+            l.spec.lease_transitions,
+            !l.metadata.resource_version.is_empty()
+        )
+    };
+    note(
+        "lease get missing",
+        k.get_lease(now())
+            .map(|l| format!("{:?}", l.map(|l| show(&l)))),
+    );
+    let created = k.create_lease(&lease(None, "a"), now());
+    let rv = created
+        .as_ref()
+        .map(|l| l.metadata.resource_version.clone())
+        .unwrap_or_default();
+    note("lease create", created.map(|l| show(&l)));
+    note(
+        "lease create again",
+        k.create_lease(&lease(None, "b"), now()).map(|l| show(&l)),
+    );
+    note(
+        "lease update",
+        k.update_lease(&lease(Some(&rv), "a2"), now())
+            .map(|l| show(&l)),
+    );
+    note(
+        "lease update stale",
+        k.update_lease(&lease(Some(&rv), "b"), now())
+            .map(|l| show(&l)),
+    );
+    note(
+        "lease update without version",
+        k.update_lease(&lease(None, "b"), now()).map(|l| show(&l)),
+    );
+    note(
+        "lease get",
+        k.get_lease(now())
+            .map(|l| format!("{:?}", l.map(|l| show(&l)))),
+    );
+    out
+}
+
+#[test]
+fn the_fake_answers_the_managers_calls_as_the_real_server_does() {
+    let Some(e) = E2e::new("fidelity") else {
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let real_config = workload_manager::config::KubeConfig {
+        api_url: e.ns.cp.api_url.clone(),
+        token_file: Some(e.token_file.clone()),
+        ca_file: e.ns.cp.ca_file.clone(),
+    };
+    let mut real =
+        workload_manager::kube::Kube::new(&real_config, &e.ns.name, Duration::from_secs(10));
+    let real = the_managers_calls(&mut real, &e.ns.name);
+    let fake = wm_testkit::kube::FakeKube::builder()
+        .namespace(&e.ns.name)
+        .start();
+    let fake_config = workload_manager::config::KubeConfig {
+        api_url: fake.url(),
+        token_file: Some(fake.token_file()),
+        ca_file: fake.ca_file(),
+    };
+    let mut client =
+        workload_manager::kube::Kube::new(&fake_config, &e.ns.name, Duration::from_secs(10));
+    let fake = the_managers_calls(&mut client, &e.ns.name);
+    // The scenario itself: the answers that matter to the manager.
+    for expected in [
+        "create again: error Kubernetes API answered 409 AlreadyExists",
+        "apply: generation 2 managed-by Some(\"workload-manager\") version Some(\"2\") fields workload-manager/Apply",
+        "lease create again: error Kubernetes API answered 409 AlreadyExists",
+        "lease update stale: error Kubernetes API answered 409 Conflict",
+    ] {
+        assert!(real.iter().any(|l| l.starts_with(expected)), "{expected}:\n{}", real.join("\n"));
+    }
+    let diff: Vec<String> = real
+        .iter()
+        .zip(&fake)
+        .filter(|(r, f)| r != f)
+        .map(|(r, f)| format!("real: {r}\nfake: {f}"))
+        .collect();
+    assert!(
+        diff.is_empty() && real.len() == fake.len(),
+        "{}\n\nall (real):\n{}",
+        diff.join("\n\n"),
+        real.join("\n")
+    );
+}

@@ -442,7 +442,7 @@ pub(crate) fn replace(
         let qualified_kind = rt.qualified_resource();
         let err = FieldError::invalid(
             "metadata.resourceVersion",
-            "0x0".into(),
+            "0".into(),
             "must be specified for an update",
         );
         return Err(status::invalid(
