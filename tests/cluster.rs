@@ -1130,3 +1130,89 @@ fn the_fake_answers_the_managers_calls_as_the_real_server_does() {
         real.join("\n")
     );
 }
+
+/// A Deployment's status as the manager's rollout rules read it, times left
+/// out and ReplicaSet hashes masked, plus the verdict.
+fn rollout_seen(k: &mut workload_manager::kube::Kube, name: &str) -> Option<(String, String)> {
+    let raw = k.get_raw(name, Instant::now()).ok()??;
+    let d: workload_manager::kube::Deployment = serde_json::from_value(raw.clone()).ok()?;
+    let verdict = format!("{:?}", workload_manager::reconcile::rollout(&d));
+    let mut status = raw["status"].clone();
+    for c in status["conditions"].as_array_mut().into_iter().flatten() {
+        if let Some(c) = c.as_object_mut() {
+            c.remove("lastUpdateTime");
+            c.remove("lastTransitionTime");
+            if let Some(m) = c.get("message").and_then(Value::as_str) {
+                let masked = mask_replica_set(m, name);
+                c.insert("message".into(), json!(masked));
+            }
+        }
+    }
+    let revision = &raw["metadata"]["annotations"]["deployment.kubernetes.io/revision"];
+    Some((verdict, format!("{status} revision {revision}")))
+}
+
+/// `ReplicaSet "web-5d8f7c9b4"` → `ReplicaSet "web-<hash>"`.
+fn mask_replica_set(message: &str, name: &str) -> String {
+    let prefix = format!("\"{name}-");
+    let mut out = String::new();
+    let mut rest = message;
+    while let Some(i) = rest.find(&prefix) {
+        out.push_str(&rest[..i + prefix.len()]);
+        rest = &rest[i + prefix.len()..];
+        let end = rest.find('"').unwrap_or(rest.len());
+        out.push_str("<hash>");
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Creates a good and a never-ready Deployment and waits for the verdicts
+/// (`settle` drives the fake's controller; the real one runs by itself).
+fn rollouts(k: &mut workload_manager::kube::Kube, ns: &str, settle: &dyn Fn()) -> Vec<String> {
+    let mut out = Vec::new();
+    for (name, image, until) in [
+        ("good", "registry.example/good:1", "Complete"),
+        ("stuck", "registry.example/never-ready:1", "Failed"),
+    ] {
+        let mut m = sample_manifest(name, image);
+        m["spec"]["progressDeadlineSeconds"] = json!(3);
+        let m = workload_manager::reconcile::prepare(name, "1", ns, &m).expect("valid");
+        k.create(&m, Instant::now()).expect("created");
+        let seen = wait_for(&format!("{name} {until}"), Duration::from_secs(90), || {
+            settle();
+            rollout_seen(k, name).filter(|(v, _)| v == until)
+        });
+        out.push(format!("{name}: {} {}", seen.0, seen.1));
+    }
+    out
+}
+
+#[test]
+fn the_fakes_controller_reports_rollouts_as_the_real_one() {
+    let Some(e) = E2e::new("rollouts") else {
+        return;
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = workload_manager::config::KubeConfig {
+        api_url: e.ns.cp.api_url.clone(),
+        token_file: Some(e.token_file.clone()),
+        ca_file: e.ns.cp.ca_file.clone(),
+    };
+    let mut k = workload_manager::kube::Kube::new(&config, &e.ns.name, Duration::from_secs(10));
+    let real = rollouts(&mut k, &e.ns.name, &|| {});
+    let fake = wm_testkit::kube::FakeKube::builder()
+        .namespace(&e.ns.name)
+        .progress_deadline(Duration::from_secs(3))
+        .start();
+    fake.mark_broken_image("registry.example/never-ready:1");
+    let config = workload_manager::config::KubeConfig {
+        api_url: fake.url(),
+        token_file: Some(fake.token_file()),
+        ca_file: fake.ca_file(),
+    };
+    let mut k = workload_manager::kube::Kube::new(&config, &e.ns.name, Duration::from_secs(10));
+    let fake_seen = rollouts(&mut k, &e.ns.name, &|| fake.settle());
+    assert_eq!(real, fake_seen);
+}
