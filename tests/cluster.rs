@@ -1088,25 +1088,17 @@ fn the_fake_answers_the_managers_calls_as_the_real_server_does() {
     let Some(e) = E2e::new("fidelity") else {
         return;
     };
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let real_config = workload_manager::config::KubeConfig {
-        api_url: e.ns.cp.api_url.clone(),
-        token_file: Some(e.token_file.clone()),
-        ca_file: e.ns.cp.ca_file.clone(),
-    };
-    let mut real =
-        workload_manager::kube::Kube::new(&real_config, &e.ns.name, Duration::from_secs(10));
+    let mut real = kube_client(
+        e.ns.cp.api_url.clone(),
+        e.token_file.clone(),
+        e.ns.cp.ca_file.clone(),
+        &e.ns.name,
+    );
     let real = the_managers_calls(&mut real, &e.ns.name);
     let fake = wm_testkit::kube::FakeKube::builder()
         .namespace(&e.ns.name)
         .start();
-    let fake_config = workload_manager::config::KubeConfig {
-        api_url: fake.url(),
-        token_file: Some(fake.token_file()),
-        ca_file: fake.ca_file(),
-    };
-    let mut client =
-        workload_manager::kube::Kube::new(&fake_config, &e.ns.name, Duration::from_secs(10));
+    let mut client = kube_client(fake.url(), fake.token_file(), fake.ca_file(), &e.ns.name);
     let fake = the_managers_calls(&mut client, &e.ns.name);
     // The scenario itself: the answers that matter to the manager.
     for expected in [
@@ -1129,6 +1121,22 @@ fn the_fake_answers_the_managers_calls_as_the_real_server_does() {
         diff.join("\n\n"),
         real.join("\n")
     );
+}
+
+/// The manager's own Kubernetes client, for `api_url` with that token and CA.
+fn kube_client(
+    api_url: String,
+    token_file: PathBuf,
+    ca_file: PathBuf,
+    namespace: &str,
+) -> workload_manager::kube::Kube {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let config = workload_manager::config::KubeConfig {
+        api_url,
+        token_file: Some(token_file),
+        ca_file,
+    };
+    workload_manager::kube::Kube::new(&config, namespace, Duration::from_secs(10))
 }
 
 /// A Deployment's status as the manager's rollout rules read it, times left
@@ -1194,25 +1202,19 @@ fn the_fakes_controller_reports_rollouts_as_the_real_one() {
     let Some(e) = E2e::new("rollouts") else {
         return;
     };
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let config = workload_manager::config::KubeConfig {
-        api_url: e.ns.cp.api_url.clone(),
-        token_file: Some(e.token_file.clone()),
-        ca_file: e.ns.cp.ca_file.clone(),
-    };
-    let mut k = workload_manager::kube::Kube::new(&config, &e.ns.name, Duration::from_secs(10));
+    let mut k = kube_client(
+        e.ns.cp.api_url.clone(),
+        e.token_file.clone(),
+        e.ns.cp.ca_file.clone(),
+        &e.ns.name,
+    );
     let real = rollouts(&mut k, &e.ns.name, &|| {});
     let fake = wm_testkit::kube::FakeKube::builder()
         .namespace(&e.ns.name)
         .progress_deadline(Duration::from_secs(3))
         .start();
     fake.mark_broken_image("registry.example/never-ready:1");
-    let config = workload_manager::config::KubeConfig {
-        api_url: fake.url(),
-        token_file: Some(fake.token_file()),
-        ca_file: fake.ca_file(),
-    };
-    let mut k = workload_manager::kube::Kube::new(&config, &e.ns.name, Duration::from_secs(10));
+    let mut k = kube_client(fake.url(), fake.token_file(), fake.ca_file(), &e.ns.name);
     let fake_seen = rollouts(&mut k, &e.ns.name, &|| fake.settle());
     assert_eq!(real, fake_seen);
 }
