@@ -33,7 +33,7 @@ k8s_version() {
 bin_dir() {
   local hash
   hash=$( (cd "$kit" && cat kubernetes/go.mod kubernetes/go.sum etcd/go.mod etcd/go.sum etcd/main.go kwok/go.mod kwok/go.sum
-    go version; sed -n '/^cmd_build()/,/^}/p' "$root/.ci/cluster.sh") | sha256sum | cut -c1-12)
+    go version; sed -n '/^gobuild()/,/^}/p;/^cmd_build()/,/^}/p' "$root/.ci/cluster.sh") | sha256sum | cut -c1-12)
   echo "$cache_root/$(k8s_version)-$hash/bin"
 }
 
@@ -48,7 +48,7 @@ gobuild() { # module-dir out-name package ldflags
   [ -x "$out/$name" ] && return 0
   mkdir -p "$out"
   log "building $name ($pkg)"
-  (cd "$kit/$dir" && CGO_ENABLED=0 nice -n 10 go build -trimpath -mod=readonly \
+  (cd "$kit/$dir" && CGO_ENABLED=0 nice -n 10 go build -trimpath -buildvcs=false -mod=readonly \
     -ldflags "-s -w $ldflags" -o "$out/.$name.tmp" "$pkg")
   mv "$out/.$name.tmp" "$out/$name"
 }
@@ -70,6 +70,12 @@ cmd_build() {
   gobuild etcd etcd . ""
   gobuild kwok kwok sigs.k8s.io/kwok/cmd/kwok \
     "-X sigs.k8s.io/kwok/pkg/consts.Version=v0.8.0"
+  # Builds from other sources are not reused: drop them (~350 MB each).
+  local keep d
+  keep=$(dirname "$(bin_dir)")
+  for d in "$cache_root"/v*-*; do
+    [ "$d" = "$keep" ] || rm -rf "$d"
+  done
   bin_dir
 }
 
