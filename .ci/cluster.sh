@@ -97,7 +97,7 @@ need_tools() {
   for t in openssl python3 curl; do command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing ${missing[*]}"
-    apt-get update -qq && apt-get install -y -qq "${missing[@]/python3/python3}" >/dev/null
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
 }
 

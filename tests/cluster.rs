@@ -1094,12 +1094,25 @@ fn the_fake_answers_the_managers_calls_as_the_real_server_does() {
         e.ns.cp.ca_file.clone(),
         &e.ns.name,
     );
-    let real = the_managers_calls(&mut real, &e.ns.name);
+    let mut real_seen = the_managers_calls(&mut real, &e.ns.name);
     let fake = wm_testkit::kube::FakeKube::builder()
         .namespace(&e.ns.name)
         .start();
     let mut client = kube_client(fake.url(), fake.token_file(), fake.ca_file(), &e.ns.name);
-    let fake = the_managers_calls(&mut client, &e.ns.name);
+    let mut fake_seen = the_managers_calls(&mut client, &e.ns.name);
+    // A token the server does not know.
+    let unknown = e.ns.dir.0.join("unknown-token");
+    std::fs::write(&unknown, "not-a-token").expect("write token");
+    let refused = |url: String, ca: PathBuf| {
+        let mut k = kube_client(url, unknown.clone(), ca, &e.ns.name);
+        match k.list_managed(Instant::now()) {
+            Ok(l) => format!("unknown token: {} listed", l.len()),
+            Err(err) => format!("unknown token: error {err}"),
+        }
+    };
+    real_seen.push(refused(e.ns.cp.api_url.clone(), e.ns.cp.ca_file.clone()));
+    fake_seen.push(refused(fake.url(), fake.ca_file()));
+    let (real, fake) = (real_seen, fake_seen);
     // The scenario itself: the answers that matter to the manager.
     for expected in [
         "create again: error Kubernetes API answered 409 AlreadyExists",
