@@ -93,57 +93,6 @@ impl E2e {
     fn deployment(&self, name: &str) -> Option<Value> {
         self.ns.deployment(name)
     }
-
-    /// A call with the manager's ServiceAccount that the audit log records
-    /// after everything the manager finished before it: a GET of a
-    /// Deployment that does not exist, named `name`.
-    fn audit_marker(&self, name: &str) {
-        let token = self.ns.token();
-        let out = self.ns.cp.kubectl_output(
-            &[
-                "--kubeconfig=/dev/null",
-                "--server",
-                &self.ns.cp.api_url,
-                "--certificate-authority",
-                &self.ns.cp.ca_file.display().to_string(),
-                "--token",
-                &token,
-                "-n",
-                &self.ns.name,
-                "get",
-                "deployment",
-                name,
-            ],
-            None,
-        );
-        assert!(!out.status.success(), "marker {name} exists?");
-        wait_for(
-            "the marker in the audit log",
-            Duration::from_secs(10),
-            || {
-                self.ns
-                    .service_account_calls()
-                    .iter()
-                    .any(|e| e.name() == name)
-                    .then_some(())
-            },
-        );
-    }
-
-    /// The manager's audit events between two markers (markers excluded).
-    fn calls_between(&self, from: &str, to: &str) -> Vec<AuditEvent> {
-        let all = self.ns.service_account_calls();
-        let at = |marker: &str| {
-            all.iter()
-                .position(|e| e.name() == marker)
-                .unwrap_or_else(|| panic!("no marker {marker}"))
-        };
-        all[at(from) + 1..at(to)]
-            .iter()
-            .filter(|e| e.user_agent().starts_with("workload-manager/"))
-            .cloned()
-            .collect()
-    }
 }
 
 fn image(d: &Value) -> &str {
@@ -421,15 +370,15 @@ fn an_idle_sync_is_one_list_and_one_304() {
     });
     m.sync();
     let bmark = e.backend.mark();
-    e.audit_marker("marker-before");
+    e.ns.audit_marker("marker-before");
     m.sync(); // two runs
-    e.audit_marker("marker-after");
-    let calls: Vec<String> = e
-        .calls_between("marker-before", "marker-after")
-        .iter()
-        .filter(|c| c.resource() != "leases")
-        .map(AuditEvent::line)
-        .collect();
+    e.ns.audit_marker("marker-after");
+    let calls: Vec<String> =
+        e.ns.manager_calls_between("marker-before", "marker-after")
+            .iter()
+            .filter(|c| c.resource() != "leases")
+            .map(AuditEvent::line)
+            .collect();
     assert_eq!(
         calls,
         vec!["list deployments/ 200", "list deployments/ 200"],

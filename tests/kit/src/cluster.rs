@@ -10,6 +10,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
@@ -316,6 +317,58 @@ impl Namespace {
             .audit()
             .into_iter()
             .filter(|e| e.user() == user)
+            .collect()
+    }
+
+    /// A call with the manager's ServiceAccount (kubectl, a fresh token)
+    /// that the audit log records after everything the manager finished
+    /// before it: a GET of a Deployment named `marker` that does not exist.
+    /// Returns once the audit log has it.
+    pub fn audit_marker(&self, marker: &str) {
+        let token = self.token();
+        let ca = self.cp.ca_file.display().to_string();
+        let out = self.cp.kubectl_output(
+            &[
+                "--kubeconfig=/dev/null",
+                "--server",
+                &self.cp.api_url,
+                "--certificate-authority",
+                &ca,
+                "--token",
+                &token,
+                "-n",
+                &self.name,
+                "get",
+                "deployment",
+                marker,
+            ],
+            None,
+        );
+        assert!(!out.status.success(), "marker {marker} exists?");
+        crate::proc::wait_for(
+            "the marker in the audit log",
+            Duration::from_secs(10),
+            || {
+                self.service_account_calls()
+                    .iter()
+                    .any(|e| e.name() == marker)
+                    .then_some(())
+            },
+        );
+    }
+
+    /// The manager's own calls between two [`Namespace::audit_marker`]s.
+    pub fn manager_calls_between(&self, from: &str, to: &str) -> Vec<AuditEvent> {
+        let all = self.service_account_calls();
+        let at = |marker: &str| {
+            all.iter()
+                .position(|e| e.name() == marker)
+                .unwrap_or_else(|| panic!("no marker {marker}"))
+        };
+        all[at(from) + 1..at(to)]
+            .iter()
+            .filter(|e| e.user_agent().starts_with("workload-manager/"))
+            .cloned()
             .collect()
     }
 

@@ -320,8 +320,27 @@ pub fn read_reply(stream: &mut TcpStream) -> std::io::Result<Reply> {
         .iter()
         .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
         .and_then(|(_, v)| v.parse().ok());
+    let chunked = headers.iter().any(|(k, v)| {
+        k.eq_ignore_ascii_case("transfer-encoding") && v.eq_ignore_ascii_case("chunked")
+    });
     let mut body = Vec::new();
     match len {
+        _ if chunked => loop {
+            // <hex size>[;ext]\r\n<data>\r\n ... 0\r\n\r\n (large bodies come so)
+            line.clear();
+            reader.read_line(&mut line)?;
+            let size = line.trim().split(';').next().unwrap_or_default();
+            let size = usize::from_str_radix(size, 16)
+                .map_err(|_| std::io::Error::other(format!("bad chunk size {line:?}")))?;
+            if size == 0 {
+                break;
+            }
+            let start = body.len();
+            body.resize(start + size, 0);
+            reader.read_exact(&mut body[start..])?;
+            line.clear();
+            reader.read_line(&mut line)?;
+        },
         Some(n) => {
             body.resize(n, 0);
             reader.read_exact(&mut body)?;
