@@ -109,6 +109,9 @@ struct Sync {
     prune_held: usize,
     /// Desired workloads whose version was refused (now or before).
     invalid: Vec<String>,
+    /// Listed Deployments whose create-time fields are not yet our apply's
+    /// (`reconcile::ownership_patch`): handed over before their next apply.
+    ownership: BTreeMap<String, serde_json::Value>,
     tally: Tally,
 }
 
@@ -139,6 +142,12 @@ enum Task {
     },
     Delete {
         name: String,
+    },
+    /// Hand the fields its create left to our server-side apply (a JSON patch
+    /// of `metadata.managedFields`), so the apply after it removes dropped fields.
+    Own {
+        name: String,
+        ops: serde_json::Value,
     },
 }
 
@@ -176,6 +185,9 @@ impl Sync {
                 cx.state.kube_answered = true;
                 for d in deployments {
                     let name = d.metadata.name.clone();
+                    if let Some(ops) = reconcile::ownership_patch(&d.metadata.managed_fields) {
+                        self.ownership.insert(name.clone(), ops);
+                    }
                     self.actual.insert(name.clone(), observe(&d));
                     cx.state.deployments.insert(name, DeploymentView::of(&d));
                 }
@@ -287,6 +299,12 @@ impl Sync {
                     }),
                     Action::Apply { name, version, why } => {
                         log::info!("{name}: applying {version} ({why:?})");
+                        if let Some(ops) = self.ownership.remove(&name) {
+                            tasks.push_back(Task::Own {
+                                name: name.clone(),
+                                ops,
+                            });
+                        }
                         tasks.push_back(Task::Write {
                             name,
                             version,
@@ -327,7 +345,7 @@ impl Sync {
             .iter()
             .filter_map(|t| match t {
                 Task::Write { name, .. } | Task::Delete { name } => Some(name.as_str()),
-                Task::PutVersion { .. } => None,
+                Task::PutVersion { .. } | Task::Own { .. } => None,
             })
             .collect();
         let desired = cx.state.desired.as_ref();
@@ -425,6 +443,13 @@ impl Sync {
                     }
                 }
                 Err(e) => self.tally.errors.push(format!("{name}: delete: {e}")),
+            },
+            Task::Own { name, ops } => match cx.kube.json_patch(&name, &ops, cx.now) {
+                Ok(_) => log::info!("{name}: fields from its create handed to server-side apply"),
+                Err(e) => self
+                    .tally
+                    .errors
+                    .push(format!("{name}: field ownership: {e}")),
             },
         }
         self.phase = SyncPhase::Act(tasks);

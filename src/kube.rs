@@ -127,6 +127,21 @@ pub struct ObjectMeta {
     pub annotations: Annotations,
     #[serde(default)]
     pub generation: i64,
+    /// Who owns its fields, and by which kind of write (`metadata.managedFields`).
+    #[serde(default, rename = "managedFields")]
+    pub managed_fields: Vec<ManagedFieldsEntry>,
+}
+
+/// One `metadata.managedFields` entry, without the fields themselves.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct ManagedFieldsEntry {
+    #[serde(default)]
+    pub manager: String,
+    /// `Apply` (server-side apply) or `Update` (any other write).
+    #[serde(default)]
+    pub operation: String,
+    #[serde(default)]
+    pub subresource: Option<String>,
 }
 
 /// The labels the manager reads; others are skipped while decoding.

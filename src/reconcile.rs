@@ -64,6 +64,31 @@ impl Action {
     }
 }
 
+/// The JSON patch that hands the fields our create (a `POST`, operation
+/// `Update`) left owned by us over to our server-side apply: the API server
+/// removes a field a newer manifest no longer has only when the applier
+/// alone owns it, so without this a field that came with the first version
+/// would stay forever. The entry at that index becomes `Apply`, or goes if we
+/// already have an `Apply` entry; `test`s make it fail (422) if the list
+/// changed since it was read. `None` when there is nothing to hand over.
+pub fn ownership_patch(fields: &[crate::kube::ManagedFieldsEntry]) -> Option<serde_json::Value> {
+    let ours = |f: &crate::kube::ManagedFieldsEntry, op: &str| {
+        f.manager == crate::kube::FIELD_MANAGER && f.operation == op && f.subresource.is_none()
+    };
+    let i = fields.iter().position(|f| ours(f, "Update"))?;
+    let at = format!("/metadata/managedFields/{i}");
+    let mut ops = vec![
+        serde_json::json!({"op": "test", "path": format!("{at}/manager"), "value": crate::kube::FIELD_MANAGER}),
+        serde_json::json!({"op": "test", "path": format!("{at}/operation"), "value": "Update"}),
+    ];
+    if fields.iter().any(|f| ours(f, "Apply")) {
+        ops.push(serde_json::json!({"op": "remove", "path": at}));
+    } else {
+        ops.push(serde_json::json!({"op": "replace", "path": format!("{at}/operation"), "value": "Apply"}));
+    }
+    Some(serde_json::Value::Array(ops))
+}
+
 /// The actions that make `actual` match `desired`, creations and updates
 /// first (in name order), deletions last.
 pub fn plan(
@@ -335,6 +360,34 @@ mod tests {
         // Nothing to delete: nothing to confirm.
         assert!(confirm_prune(true, &[], &mut pending, t0, wall));
         assert_eq!(pending, None);
+    }
+
+    #[test]
+    fn the_create_update_entry_is_handed_to_apply() {
+        use crate::kube::ManagedFieldsEntry;
+        let e = |manager: &str, operation: &str, sub: Option<&str>| ManagedFieldsEntry {
+            manager: manager.into(),
+            operation: operation.into(),
+            subresource: sub.map(String::from),
+        };
+        let status = e("kube-controller-manager", "Update", Some("status"));
+        let created = e("workload-manager", "Update", None);
+        let applied = e("workload-manager", "Apply", None);
+        assert_eq!(ownership_patch(&[status.clone(), applied.clone()]), None);
+        assert_eq!(ownership_patch(&[e("kubectl", "Update", None)]), None);
+        assert_eq!(
+            ownership_patch(&[status.clone(), created.clone()]),
+            Some(json!([
+                {"op": "test", "path": "/metadata/managedFields/1/manager", "value": "workload-manager"},
+                {"op": "test", "path": "/metadata/managedFields/1/operation", "value": "Update"},
+                {"op": "replace", "path": "/metadata/managedFields/1/operation", "value": "Apply"}
+            ]))
+        );
+        let both = ownership_patch(&[applied, status, created]).unwrap();
+        assert_eq!(
+            both[2],
+            json!({"op": "remove", "path": "/metadata/managedFields/2"})
+        );
     }
 
     fn deployment(generation: i64, replicas: i64, status: DeploymentStatus) -> Deployment {

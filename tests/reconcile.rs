@@ -25,31 +25,15 @@ fn start(node: &FakeNode) -> Manager {
 }
 
 fn status(m: &Manager) -> Value {
-    m.get("/v1/status").json()
+    m.status()
 }
 
 fn workload(m: &Manager, name: &str) -> Value {
-    status(m)["workloads"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["name"] == name)
-        .cloned()
-        .unwrap_or(Value::Null)
+    m.workload(name)
 }
 
-/// Asks for a sync and waits until one that started after the call has finished (two runs).
 fn sync(m: &Manager) -> Value {
-    // A sync already running when asked may have listed before the test's
-    // last change; the run after the next completion surely started later.
-    for _ in 0..2 {
-        let n = m.job_runs("sync");
-        assert_eq!(m.post("/v1/sync", "application/json", "").status, 202);
-        wait_for("a sync", Duration::from_secs(20), || {
-            (m.job_runs("sync") > n).then_some(())
-        });
-    }
-    status(m)
+    m.sync()
 }
 
 fn image(d: &Value) -> &str {
@@ -541,4 +525,48 @@ fn a_prune_to_empty_waits_for_a_confirming_fetch_a_minute_later() {
     wait_for("no prune pending", Duration::from_secs(10), || {
         status(&m)["pendingPrune"].is_null().then_some(())
     });
+}
+
+#[test]
+fn a_field_the_created_version_had_and_the_next_lacks_is_removed() {
+    let node = FakeNode::new();
+    let mut first = wm_testkit::backend::sample_manifest("web", "registry.example/web:1");
+    first["spec"]["template"]["spec"]["containers"][0]["args"] = json!(["--legacy"]);
+    node.backend.put_manifest("web", "1", first);
+    node.backend.set_workloads(TEST_ADDRESS, &[("web", "1")]);
+    let m = start(&node);
+    wait_for("web created", Duration::from_secs(20), || {
+        node.kube.deployment("web").map(|_| ())
+    });
+    let created = node.kube.deployment("web").unwrap();
+    assert_eq!(
+        spec_managers(&created),
+        [("workload-manager".to_string(), "Update".to_string())],
+        "a create is an Update"
+    );
+    node.want(&[("web", "2")]);
+    let v = sync(&m);
+    assert_eq!(v["lastSync"]["outcome"], "ok", "{v}");
+    let web = node.kube.deployment("web").unwrap();
+    assert_eq!(image(&web), "registry.example/web:2");
+    let c = &web["spec"]["template"]["spec"]["containers"][0];
+    assert!(c.get("args").is_none(), "{c}");
+    assert_eq!(
+        spec_managers(&web),
+        [("workload-manager".to_string(), "Apply".to_string())]
+    );
+}
+
+/// `(manager, operation)` of each managedFields entry not of a subresource.
+fn spec_managers(d: &Value) -> Vec<(String, String)> {
+    d["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f.get("subresource").is_none())
+        .map(|f| {
+            let s = |k: &str| f[k].as_str().unwrap_or_default().to_string();
+            (s("manager"), s("operation"))
+        })
+        .collect()
 }

@@ -3,6 +3,7 @@
 
 pub mod backend;
 pub mod bench;
+pub mod cluster;
 pub mod kube;
 pub mod net;
 pub mod node;

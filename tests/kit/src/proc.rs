@@ -168,6 +168,35 @@ impl Manager {
             .sum()
     }
 
+    /// `/v1/status` as JSON (asserting a 200).
+    pub fn status(&self) -> serde_json::Value {
+        let r = self.get("/v1/status");
+        assert_eq!(r.status, 200, "/v1/status: {}", r.body);
+        r.json()
+    }
+
+    /// One workload's entry in `/v1/status` (`Null` when it has none).
+    pub fn workload(&self, name: &str) -> serde_json::Value {
+        self.status()["workloads"]
+            .as_array()
+            .and_then(|ws| ws.iter().find(|w| w["name"] == name).cloned())
+            .unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Asks for a sync and waits until one that started after the call has
+    /// finished (two runs: a sync already running when asked may have listed
+    /// before the caller's last change); returns the status then.
+    pub fn sync(&self) -> serde_json::Value {
+        for _ in 0..2 {
+            let n = self.job_runs("sync");
+            assert_eq!(self.post("/v1/sync", "application/json", "").status, 202);
+            wait_for("a sync", Duration::from_secs(30), || {
+                (self.job_runs("sync") > n).then_some(())
+            });
+        }
+        self.status()
+    }
+
     /// A heartbeat of `workload` saying it is healthy, as a workload sends it.
     pub fn heartbeat(&self, workload: &str) -> Reply {
         self.post(

@@ -230,7 +230,7 @@ fn create_errors_have_the_real_status_shapes() {
     assert_eq!(r.status, 422);
     assert_eq!(
         r.json()["message"],
-        "Deployment.apps \"api\" is invalid: spec.template.metadata.labels: Invalid value: map[string]string{\"app\":\"other\"}: `selector` does not match template `labels`"
+        "Deployment.apps \"api\" is invalid: spec.template.metadata.labels: Invalid value: {\"app\":\"other\"}: `selector` does not match template `labels`"
     );
 
     let r = c.send(
@@ -629,14 +629,14 @@ fn leases_need_resource_versions_and_keep_micro_time() {
 
     let path = format!("{LEASES}/leader");
     let r = c.json("PUT", &path, &lease);
-    let msg = "leases.coordination.k8s.io \"leader\" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update";
+    let msg = "leases.coordination.k8s.io \"leader\" is invalid: metadata.resourceVersion: Invalid value: 0: must be specified for an update";
     let want = status(
         422,
         "Invalid",
         msg,
         Some(
             json!({"name": "leader", "group": "coordination.k8s.io", "kind": "leases",
-        "causes": [{"reason": "FieldValueInvalid", "message": "Invalid value: 0x0: must be specified for an update", "field": "metadata.resourceVersion"}]}),
+        "causes": [{"reason": "FieldValueInvalid", "message": "Invalid value: 0: must be specified for an update", "field": "metadata.resourceVersion"}]}),
         ),
     );
     assert_eq!((r.status, r.json()), (422, want));

@@ -1,8 +1,10 @@
 //! The real kubectl against the fake: discovery, get, server-side apply,
-//! get -o json, delete. Skipped (with a message) where kubectl is absent,
-//! except under CI=true, where that is a failure.
+//! get -o json, delete. The kubectl is `KUBECTL`, else the first on `PATH`
+//! (in CI, the one built with the control plane by .ci/cluster.sh). Skipped
+//! (with a message) where there is none, except under CI=true, where that is
+//! a failure.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
@@ -10,11 +12,19 @@ use wm_testkit::kube::FakeKube;
 
 mod kube_support;
 
-const KUBECTL: &str = "/usr/bin/kubectl";
+/// `KUBECTL`, else the first `kubectl` on `PATH`.
+fn kubectl_path() -> Option<PathBuf> {
+    if let Some(k) = std::env::var_os("KUBECTL") {
+        return Some(k.into());
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?)
+        .map(|d| d.join("kubectl"))
+        .find(|p| p.is_file())
+}
 
 fn kubectl(kube: &FakeKube, args: &[&str], stdin_file: Option<&Path>) -> (bool, String, String) {
     let cache = kube.dir().join("kubectl-cache");
-    let mut cmd = Command::new(KUBECTL);
+    let mut cmd = Command::new(kubectl_path().expect("kubectl"));
     cmd.arg("--kubeconfig")
         .arg(kube.kubeconfig_path())
         .arg("--cache-dir")
@@ -36,8 +46,8 @@ fn kubectl(kube: &FakeKube, args: &[&str], stdin_file: Option<&Path>) -> (bool, 
 
 #[test]
 fn kubectl_gets_applies_and_deletes() {
-    if !Path::new(KUBECTL).exists() {
-        wm_testkit::proc::skip_outside_ci(&format!("kubectl is not installed at {KUBECTL}"));
+    if kubectl_path().is_none() {
+        wm_testkit::proc::skip_outside_ci("kubectl is not installed (none on PATH, KUBECTL unset)");
         return;
     }
     let kube = FakeKube::start();

@@ -145,6 +145,18 @@ impl FakeBackend {
         st.desired.insert(address.to_ascii_lowercase(), desired);
     }
 
+    /// Makes `n` workloads `w0000`, `w0001`, … at version `1` desired for
+    /// `address`, each with the sample manifest (image `registry.example/<name>:1`).
+    pub fn want_samples(&self, address: &str, n: usize) {
+        let names: Vec<String> = (0..n).map(|i| format!("w{i:04}")).collect();
+        for name in &names {
+            let image = format!("registry.example/{name}:1");
+            self.put_manifest(name, "1", sample_manifest(name, &image));
+        }
+        let wanted: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
+        self.set_workloads(address, &wanted);
+    }
+
     /// The node's current desired list.
     pub fn workloads(&self, address: &str) -> Vec<(String, String)> {
         workloads::desired(&self.shared.lock(), &address.to_ascii_lowercase()).workloads

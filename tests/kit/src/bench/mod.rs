@@ -6,6 +6,7 @@
 //! raw numbers behind each row. Adding a figure (sync CPU at N workloads,
 //! outbox memory, ...) is: measure, push a `Row`, print its raw numbers.
 
+pub mod cluster;
 pub mod load;
 pub mod report;
 pub mod startup;

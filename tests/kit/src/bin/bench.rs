@@ -26,7 +26,7 @@ use wm_testkit::kube::FakeKube;
 use wm_testkit::proc::{Manager, TempDir};
 
 const USAGE: &str =
-    "usage: bench [--quick] [--sync N] [--outbox] [--render] [--slow-api] [--bin PATH]
+    "usage: bench [--quick] [--sync N] [--outbox] [--render] [--slow-api] [--cluster] [--bin PATH]
 
   --quick     10 s idle window instead of 60 s (idle CPU scaled to a minute),
               load rounds of 2 s instead of 5 s
@@ -35,6 +35,10 @@ const USAGE: &str =
   --render    only the in-process rendering of /v1/status and /metrics
   --slow-api  only the initial syncs of 200 and 1,000 workloads against a
               Kubernetes API answering in 20 ms and 50 ms
+  --cluster   only the sync rows (100 and 1,000 workloads) against the fake
+              and against the real control plane, and self-update on the real
+              one (needs `eval \"$(bash .ci/cluster.sh start)\"` first; a full
+              run adds the real rows too when a control plane is up)
   --bin PATH  the workload-manager binary to measure (default: the one next
               to this executable, i.e. target/release/workload-manager)
 
@@ -126,6 +130,7 @@ fn main() -> ExitCode {
     let mut only_outbox = false;
     let mut only_slow = false;
     let mut only_render = false;
+    let mut only_cluster = false;
     let mut bin: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -134,6 +139,7 @@ fn main() -> ExitCode {
             "--outbox" => only_outbox = true,
             "--slow-api" => only_slow = true,
             "--render" => only_render = true,
+            "--cluster" => only_cluster = true,
             "--sync" => match args.next().and_then(|n| n.parse().ok()) {
                 Some(n) => only_sync = Some(n),
                 None => return usage("--sync needs a number of workloads"),
@@ -166,6 +172,23 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     match only_sync {
+        _ if only_cluster => {
+            let Ok(cp) = wm_testkit::cluster::ControlPlane::from_env() else {
+                eprintln!(
+                    "bench: --cluster needs a control plane: eval \"$(bash .ci/cluster.sh start)\""
+                );
+                return ExitCode::from(2);
+            };
+            let mut report = Report::default();
+            for n in [100, 1000] {
+                let _ = syncs(&bin, n, &mut report);
+            }
+            real_cluster(&cp, &bin, &mut report);
+            print!("{}", table(&report.rows));
+            for line in &report.raw {
+                println!("- {line}");
+            }
+        }
         _ if only_outbox => {
             let mut report = Report::default();
             let tmp = TempDir::new("bench");
@@ -268,6 +291,12 @@ fn run(bin: &Path, plan: &Plan) {
         growth(small, large, &mut report);
     }
     slow_syncs(bin, &mut report);
+    match wm_testkit::cluster::ControlPlane::from_env() {
+        Ok(cp) => real_cluster(&cp, bin, &mut report),
+        Err(why) => report
+            .raw
+            .push(format!("no real control plane rows: {why}")),
+    }
 
     let mut out = String::new();
     let _ = writeln!(out, "## workload-manager benchmark\n");
@@ -292,6 +321,22 @@ fn run(bin: &Path, plan: &Plan) {
     let judged = report.rows.iter().filter(|r| r.ok.is_some()).count();
     let _ = writeln!(out, "\n{met} of {judged} targets met.");
     print!("{out}");
+}
+
+/// The rows against the real control plane, beside the fake's.
+fn real_cluster(cp: &wm_testkit::cluster::ControlPlane, bin: &Path, report: &mut Report) {
+    let mut out = wm_testkit::bench::cluster::Out {
+        rows: &mut report.rows,
+        raw: &mut report.raw,
+    };
+    for n in [100, 1000] {
+        progress(&format!(
+            "syncs with {n} workloads on the real control plane"
+        ));
+        wm_testkit::bench::cluster::syncs(cp, bin, n, &mut out);
+    }
+    progress("self-update on the real control plane");
+    wm_testkit::bench::cluster::self_update(cp, bin, &mut out);
 }
 
 /// Memory per managed workload between 100 and 1,000 of them, beyond the
@@ -331,22 +376,11 @@ fn growth(small: (f64, f64), large: (f64, f64), report: &mut Report) {
 /// idle syncs (nothing changed): requests and main-thread CPU, median of 5;
 /// and resident memory and heap in use (KiB, returned) with all of them managed.
 fn syncs(bin: &Path, n: usize, report: &mut Report) -> Option<(f64, f64)> {
-    use wm_testkit::backend::{sample_manifest, FakeBackend};
+    use wm_testkit::backend::FakeBackend;
     progress(&format!("syncs with {n} workloads"));
     let kube = FakeKube::builder().namespace("edge").start();
     let backend = FakeBackend::start();
-    let node = workload_manager::identity::NodeIdentity::from_hex(wm_testkit::proc::TEST_KEY)
-        .expect("the test key is valid");
-    let names: Vec<String> = (0..n).map(|i| format!("w{i:04}")).collect();
-    for name in &names {
-        backend.put_manifest(
-            name,
-            "1",
-            sample_manifest(name, &format!("registry.example/{name}:1")),
-        );
-    }
-    let wanted: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
-    backend.set_workloads(node.address(), &wanted);
+    backend.want_samples(wm_testkit::node::TEST_ADDRESS, n);
     let (url, kube_url) = (backend.url(), kube.url());
     let (token, ca) = (
         kube.token_file().display().to_string(),

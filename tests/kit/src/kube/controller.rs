@@ -3,7 +3,7 @@
 //! After `controller_delay` from a generation change, a Deployment's status
 //! follows its spec the way the real controller reports it (the shapes
 //! `kubectl rollout status` reads): `observedGeneration`, replica counts
-//! (zero counts omitted), `Available` and `Progressing` conditions, and the
+//! (zero counts omitted, but `terminatingReplicas` always there), `Available` and `Progressing` conditions, and the
 //! `deployment.kubernetes.io/revision` annotation. A rollout whose template
 //! uses an image marked broken never becomes available: its new ReplicaSet
 //! is scaled as far as the RollingUpdate strategy allows next to the old
@@ -300,6 +300,9 @@ fn reconcile(
             status[k] = v.into();
         }
     }
+    // A pointer field since 1.33 (DeploymentReplicaSetTerminatingReplicas,
+    // on by default): set, so 0 is shown. The fake's pods end at once.
+    status["terminatingReplicas"] = 0.into();
     status["conditions"] = conditions.into();
 
     let pending = !healthy && !timed_out;

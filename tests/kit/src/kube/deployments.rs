@@ -90,6 +90,7 @@ fn defaults(d: &mut Value) {
             let Some(c) = c.as_object_mut() else { continue };
             default(c, "terminationMessagePath", "/dev/termination-log".into());
             default(c, "terminationMessagePolicy", "File".into());
+            default(c, "resources", json!({}));
             let policy = default_pull_policy(c.get("image").and_then(Value::as_str).unwrap_or(""));
             default(c, "imagePullPolicy", policy.into());
             for p in c
@@ -106,27 +107,30 @@ fn defaults(d: &mut Value) {
     }
 }
 
-/// Go's `%#v` of a `map[string]string`.
+/// A `map[string]string` as the API server (1.34 and later) prints an
+/// invalid value: JSON, keys sorted (`{"app":"web"}`).
 fn go_map(m: Option<&Value>) -> String {
-    let pairs: Vec<String> = m
-        .and_then(Value::as_object)
-        .into_iter()
-        .flatten()
-        .map(|(k, v)| format!("{k:?}:{}", v))
-        .collect();
-    format!("map[string]string{{{}}}", pairs.join(", "))
+    m.filter(|v| v.is_object())
+        .map_or_else(|| "null".into(), Value::to_string)
 }
 
-/// Go's `%#v` of a `v1.LabelSelector` (match expressions summarised).
+/// A `v1.LabelSelector` as the API server prints an invalid value: its JSON,
+/// fields in struct order, empty ones left out.
 fn go_selector(sel: &Value) -> String {
-    let exprs = match sel.get("matchExpressions") {
-        Some(e) => format!("[]v1.LabelSelectorRequirement{{{e}}}"),
-        None => "[]v1.LabelSelectorRequirement(nil)".into(),
-    };
-    format!(
-        "v1.LabelSelector{{MatchLabels:{}, MatchExpressions:{exprs}}}",
-        go_map(sel.get("matchLabels"))
-    )
+    let mut parts = Vec::new();
+    if let Some(l) = sel
+        .get("matchLabels")
+        .filter(|l| l.as_object().is_some_and(|m| !m.is_empty()))
+    {
+        parts.push(format!("\"matchLabels\":{l}"));
+    }
+    if let Some(e) = sel
+        .get("matchExpressions")
+        .filter(|e| e.as_array().is_some_and(|a| !a.is_empty()))
+    {
+        parts.push(format!("\"matchExpressions\":{e}"));
+    }
+    format!("{{{}}}", parts.join(","))
 }
 
 /// Label keys and values of `labels` at `field` (e.g. `metadata.labels`).

@@ -397,6 +397,32 @@ impl ManagedFields {
             })
     }
 
+    /// Ownership as a client sent it in `metadata.managedFields` (the API
+    /// server takes a non-empty list in a create or update as the new
+    /// ownership: how kubectl hands client-side-apply fields to server-side
+    /// apply). `None` when it is not such a list.
+    pub fn parse(list: &Value) -> Option<ManagedFields> {
+        let mut entries = Vec::new();
+        for e in list.as_array().filter(|a| !a.is_empty())? {
+            let operation = match e["operation"].as_str()? {
+                "Apply" => "Apply",
+                "Update" => "Update",
+                _ => return None,
+            };
+            let mut fields = BTreeSet::new();
+            parse_fields_v1(&e["fieldsV1"], &mut Vec::new(), &mut fields);
+            entries.push(Entry {
+                manager: e["manager"].as_str()?.to_string(),
+                operation,
+                api_version: e["apiVersion"].as_str().unwrap_or_default().to_string(),
+                subresource: e["subresource"].as_str().map(String::from),
+                time: e["time"].as_str().unwrap_or_default().to_string(),
+                fields,
+            });
+        }
+        Some(ManagedFields(entries))
+    }
+
     /// The `metadata.managedFields` list.
     pub fn render(&self) -> Value {
         self.0
@@ -444,9 +470,47 @@ fn fields_v1(paths: &BTreeSet<Path>) -> Value {
     Value::Object(root)
 }
 
+/// The leaves of a `FieldsV1` trie (the inverse of [`fields_v1`]): a node
+/// with nothing below it but `.` is a leaf.
+fn parse_fields_v1(node: &Value, path: &mut Path, out: &mut BTreeSet<Path>) {
+    let Some(map) = node.as_object() else {
+        return;
+    };
+    let mut below = false;
+    for (k, child) in map {
+        let elem = if let Some(f) = k.strip_prefix("f:") {
+            Elem::Field(f.to_string())
+        } else if let Some(key) = k.strip_prefix("k:") {
+            // canonical JSON, as `leaves` writes keys
+            let canonical = serde_json::from_str::<Value>(key)
+                .map(|v| v.to_string())
+                .unwrap_or_else(|_| key.to_string());
+            Elem::Key(canonical)
+        } else {
+            continue;
+        };
+        below = true;
+        path.push(elem);
+        parse_fields_v1(child, path, out);
+        path.pop();
+    }
+    if !below && !path.is_empty() {
+        out.insert(path.clone());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_rendered_list_parses_back() {
+        let mut m = ManagedFields::default();
+        m.record_update("kubectl", "apps/v1", None, None, &deploy(2, "a"), "t");
+        let back = ManagedFields::parse(&m.render()).expect("parses");
+        assert!(back.same_owners(&m), "{:?} vs {:?}", back, m);
+        assert!(ManagedFields::parse(&json!([])).is_none());
+    }
 
     fn deploy(replicas: i64, image: &str) -> Value {
         json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"},

@@ -242,6 +242,16 @@ fn commit(
         .unwrap_or_default();
     meta.insert("name".into(), name.into());
     meta.insert("namespace".into(), ctx.namespace.into());
+    // A managedFields list that differs from the stored one is taken as the
+    // new ownership (before this write's own changes are recorded).
+    let requested = meta
+        .get("managedFields")
+        .filter(|m| {
+            old.as_ref()
+                .and_then(|o| o.value.pointer("/metadata/managedFields"))
+                != Some(*m)
+        })
+        .and_then(ManagedFields::parse);
     for k in ["resourceVersion", "managedFields", "selfLink"] {
         meta.remove(k);
     }
@@ -312,7 +322,9 @@ fn commit(
     let mut managed = match ownership {
         Ownership::Applied(m) => m,
         Ownership::Update => {
-            let mut m = old.as_ref().map(|o| o.managed.clone()).unwrap_or_default();
+            let mut m = requested
+                .or_else(|| old.as_ref().map(|o| o.managed.clone()))
+                .unwrap_or_default();
             let api_version = rt.api_version();
             m.record_update(
                 ctx.manager,
@@ -430,7 +442,7 @@ pub(crate) fn replace(
         let qualified_kind = rt.qualified_resource();
         let err = FieldError::invalid(
             "metadata.resourceVersion",
-            "0x0".into(),
+            "0".into(),
             "must be specified for an update",
         );
         return Err(status::invalid(

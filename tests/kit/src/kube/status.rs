@@ -175,7 +175,7 @@ impl FieldError {
     }
 
     /// `Invalid value: <value>: detail`; `value` is already formatted the
-    /// way Go prints it (`"x"`, `3`, `0x0`).
+    /// way the API server prints it (JSON since 1.34: `"x"`, `3`, `0`, `{"app":"web"}`).
     pub fn invalid(field: &str, value: String, detail: &str) -> FieldError {
         FieldError {
             field: field.into(),
