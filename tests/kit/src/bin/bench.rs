@@ -381,24 +381,8 @@ fn syncs(bin: &Path, n: usize, report: &mut Report) -> Option<(f64, f64)> {
     let kube = FakeKube::builder().namespace("edge").start();
     let backend = FakeBackend::start();
     backend.want_samples(wm_testkit::node::TEST_ADDRESS, n);
-    let (url, kube_url) = (backend.url(), kube.url());
-    let (token, ca) = (
-        kube.token_file().display().to_string(),
-        kube.ca_file().display().to_string(),
-    );
     let started = Instant::now();
-    let mut m = Manager::start(
-        bin,
-        &[
-            ("NODE_SYSTEM_ENDPOINT", url.as_str()),
-            ("WM_KUBE_API_URL", kube_url.as_str()),
-            ("WM_KUBE_TOKEN_FILE", token.as_str()),
-            ("WM_KUBE_CA_FILE", ca.as_str()),
-            ("WM_REPORT_INTERVAL", "1h"),
-            ("WM_UPDATE_INTERVAL", "1h"),
-            ("WM_LOG", "info"),
-        ],
-    );
+    let mut m = start_against(bin, &kube, &backend, &[]);
     let deadline = started + Duration::from_secs(120);
     // Version reports come after each create: cheaper to poll than the cluster.
     while backend.applied_versions().len() < n && Instant::now() < deadline {
@@ -491,6 +475,32 @@ fn syncs(bin: &Path, n: usize, report: &mut Report) -> Option<(f64, f64)> {
     Some((rss_kib, heap_kib))
 }
 
+/// Starts `bin` against these fakes, reports and update checks an hour
+/// apart (out of the way), with `extra` added.
+fn start_against(
+    bin: &Path,
+    kube: &FakeKube,
+    backend: &wm_testkit::backend::FakeBackend,
+    extra: &[(&str, &str)],
+) -> Manager {
+    let (url, kube_url) = (backend.url(), kube.url());
+    let (token, ca) = (
+        kube.token_file().display().to_string(),
+        kube.ca_file().display().to_string(),
+    );
+    let mut env = vec![
+        ("NODE_SYSTEM_ENDPOINT", url.as_str()),
+        ("WM_KUBE_API_URL", kube_url.as_str()),
+        ("WM_KUBE_TOKEN_FILE", token.as_str()),
+        ("WM_KUBE_CA_FILE", ca.as_str()),
+        ("WM_REPORT_INTERVAL", "1h"),
+        ("WM_UPDATE_INTERVAL", "1h"),
+        ("WM_LOG", "info"),
+    ];
+    env.extend_from_slice(extra);
+    Manager::start(bin, &env)
+}
+
 /// The slow-API rows: 200 and 1,000 workloads at 20 ms and 50 ms a call.
 fn slow_syncs(bin: &Path, report: &mut Report) {
     for n in [200, 1000] {
@@ -505,7 +515,7 @@ fn slow_syncs(bin: &Path, report: &mut Report) {
 /// acknowledged, calls made (Kubernetes without the Lease, and backend), and
 /// Lease transitions (0: leadership held throughout).
 fn slow_sync(bin: &Path, n: usize, latency: Duration, report: &mut Report) {
-    use wm_testkit::backend::{sample_manifest, FakeBackend};
+    use wm_testkit::backend::FakeBackend;
     let ms = latency.as_millis();
     progress(&format!(
         "initial sync of {n} workloads at {ms} ms per Kubernetes call"
@@ -513,37 +523,9 @@ fn slow_sync(bin: &Path, n: usize, latency: Duration, report: &mut Report) {
     let kube = FakeKube::builder().namespace("edge").start();
     kube.set_latency(latency);
     let backend = FakeBackend::start();
-    let node = workload_manager::identity::NodeIdentity::from_hex(wm_testkit::proc::TEST_KEY)
-        .expect("the test key is valid");
-    let names: Vec<String> = (0..n).map(|i| format!("w{i:04}")).collect();
-    for name in &names {
-        backend.put_manifest(
-            name,
-            "1",
-            sample_manifest(name, &format!("registry.example/{name}:1")),
-        );
-    }
-    let wanted: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1")).collect();
-    backend.set_workloads(node.address(), &wanted);
-    let (url, kube_url) = (backend.url(), kube.url());
-    let (token, ca) = (
-        kube.token_file().display().to_string(),
-        kube.ca_file().display().to_string(),
-    );
+    backend.want_samples(wm_testkit::node::TEST_ADDRESS, n);
     let started = Instant::now();
-    let m = Manager::start(
-        bin,
-        &[
-            ("NODE_SYSTEM_ENDPOINT", url.as_str()),
-            ("WM_KUBE_API_URL", kube_url.as_str()),
-            ("WM_KUBE_TOKEN_FILE", token.as_str()),
-            ("WM_KUBE_CA_FILE", ca.as_str()),
-            ("WM_REPORT_INTERVAL", "1h"),
-            ("WM_UPDATE_INTERVAL", "1h"),
-            ("WM_SYNC_INTERVAL", "1h"),
-            ("WM_LOG", "info"),
-        ],
-    );
+    let m = start_against(bin, &kube, &backend, &[("WM_SYNC_INTERVAL", "1h")]);
     let limit = Duration::from_secs(60) + latency * (3 * n as u32);
     while backend.applied_versions().len() < n && started.elapsed() < limit {
         std::thread::sleep(Duration::from_millis(50));
