@@ -24,6 +24,15 @@ pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by=workload-manager";
 pub const TOKEN_MAX_AGE: Duration = Duration::from_secs(60);
 /// Largest response body read from the API server.
 pub const MAX_RESPONSE: u64 = 16 * 1024 * 1024;
+/// Which calls a call is among: leader-only ones, within `WM_HTTP_TIMEOUT`
+/// and behind the fence, or Lease calls, within the Lease call's own
+/// timeout and never fenced (they are how leadership is kept or learned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    Leader,
+    Lease,
+}
+
 /// A 401 is retried only with at least this much of the call's budget left.
 const MIN_RETRY_BUDGET: Duration = Duration::from_millis(100);
 /// Largest error body read: a Status is small.
@@ -223,7 +232,7 @@ impl Kube {
             self.collection(),
             MANAGED_BY.replace('/', "%2F").replace('=', "%3D")
         );
-        let body = self.send("GET", &path, None, now, self.timeout)?;
+        let body = self.send("GET", &path, None, now, Lane::Leader)?;
         let list: List = decode(&body)?;
         Ok(list.items)
     }
@@ -232,7 +241,7 @@ impl Kube {
     /// names that are free from names taken).
     pub fn list_all(&mut self, now: Instant) -> Result<Vec<Deployment>, KubeError> {
         let path = self.collection();
-        let body = self.send("GET", &path, None, now, self.timeout)?;
+        let body = self.send("GET", &path, None, now, Lane::Leader)?;
         let list: List = decode(&body)?;
         Ok(list.items)
     }
@@ -240,7 +249,7 @@ impl Kube {
     /// One Deployment by name; `None` when there is none.
     pub fn get(&mut self, name: &str, now: Instant) -> Result<Option<Deployment>, KubeError> {
         let path = format!("{}/{name}", self.collection());
-        self.read(&path, now)
+        self.read(&path, now, Lane::Leader)
     }
 
     /// Creates a Deployment; a name already taken is a 409 error, so this
@@ -251,7 +260,14 @@ impl Kube {
         now: Instant,
     ) -> Result<Deployment, KubeError> {
         let path = self.collection();
-        self.write("POST", &path, "application/json", manifest, now)
+        self.write(
+            "POST",
+            &path,
+            "application/json",
+            manifest,
+            now,
+            Lane::Leader,
+        )
     }
 
     /// The manager's own Deployment as JSON (self-update reads its image,
@@ -262,7 +278,7 @@ impl Kube {
         now: Instant,
     ) -> Result<Option<serde_json::Value>, KubeError> {
         let path = format!("{}/{name}", self.collection());
-        self.read(&path, now)
+        self.read(&path, now, Lane::Leader)
     }
 
     /// A JSON patch (RFC 6902) of one Deployment; its `test` operations make
@@ -274,18 +290,20 @@ impl Kube {
         now: Instant,
     ) -> Result<serde_json::Value, KubeError> {
         let path = format!("{}/{name}?fieldManager={FIELD_MANAGER}", self.collection());
-        self.write("PATCH", &path, "application/json-patch+json", ops, now)
+        self.write(
+            "PATCH",
+            &path,
+            "application/json-patch+json",
+            ops,
+            now,
+            Lane::Leader,
+        )
     }
 
     /// The election Lease; `None` when there is none.
     pub fn get_lease(&mut self, now: Instant) -> Result<Option<Lease>, KubeError> {
         let path = format!("{}/{}", self.leases(), crate::lease::NAME);
-        let timeout = self.lease_timeout;
-        match self.send("GET", &path, None, now, timeout) {
-            Ok(body) => decode(&body).map(Some),
-            Err(KubeError::Api { code: 404, .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        self.read(&path, now, Lane::Lease)
     }
 
     /// Creates the election Lease (409 when another instance was first).
@@ -295,7 +313,7 @@ impl Kube {
         now: Instant,
     ) -> Result<Lease, KubeError> {
         let path = self.leases();
-        self.lease_write("POST", &path, lease, now)
+        self.write("POST", &path, "application/json", lease, now, Lane::Lease)
     }
 
     /// Replaces the election Lease; its resourceVersion makes this fail
@@ -306,27 +324,7 @@ impl Kube {
         now: Instant,
     ) -> Result<Lease, KubeError> {
         let path = format!("{}/{}", self.leases(), crate::lease::NAME);
-        self.lease_write("PUT", &path, lease, now)
-    }
-
-    /// A Lease write, within the Lease call's timeout.
-    fn lease_write(
-        &mut self,
-        method: &str,
-        path: &str,
-        lease: &serde_json::Value,
-        now: Instant,
-    ) -> Result<Lease, KubeError> {
-        let body = lease.to_string();
-        let timeout = self.lease_timeout;
-        let answer = self.send(
-            method,
-            path,
-            Some(("application/json", body.as_bytes())),
-            now,
-            timeout,
-        )?;
-        decode(&answer)
+        self.write("PUT", &path, "application/json", lease, now, Lane::Lease)
     }
 
     /// Server-side apply as field manager `workload-manager`, forcing
@@ -347,6 +345,7 @@ impl Kube {
             "application/apply-patch+yaml",
             manifest,
             now,
+            Lane::Leader,
         )
     }
 
@@ -355,8 +354,9 @@ impl Kube {
         &mut self,
         path: &str,
         now: Instant,
+        lane: Lane,
     ) -> Result<Option<T>, KubeError> {
-        match self.send("GET", path, None, now, self.timeout) {
+        match self.send("GET", path, None, now, lane) {
             Ok(body) => decode(&body).map(Some),
             Err(KubeError::Api { code: 404, .. }) => Ok(None),
             Err(e) => Err(e),
@@ -371,6 +371,7 @@ impl Kube {
         content_type: &str,
         body: &serde_json::Value,
         now: Instant,
+        lane: Lane,
     ) -> Result<T, KubeError> {
         let body = body.to_string();
         let answer = self.send(
@@ -378,7 +379,7 @@ impl Kube {
             path,
             Some((content_type, body.as_bytes())),
             now,
-            self.timeout,
+            lane,
         )?;
         decode(&answer)
     }
@@ -386,7 +387,7 @@ impl Kube {
     /// Deletes a Deployment and, in the background, its pods; already gone is done.
     pub fn delete(&mut self, name: &str, now: Instant) -> Result<(), KubeError> {
         let path = format!("{}/{name}?propagationPolicy=Background", self.collection());
-        match self.send("DELETE", &path, None, now, self.timeout) {
+        match self.send("DELETE", &path, None, now, Lane::Leader) {
             Ok(_) | Err(KubeError::Api { code: 404, .. }) => Ok(()),
             Err(e) => Err(e),
         }
@@ -403,28 +404,42 @@ impl Kube {
         )
     }
 
-    /// One call, over within `budget`; a 401 re-reads the token and tries
-    /// once more in what is left of it (safe for writes: authentication
-    /// fails before anything is stored).
+    /// One call, over within its lane's timeout; a 401 re-reads the token
+    /// and tries once more in what is left of it (safe for writes:
+    /// authentication fails before anything is stored).
     fn send(
         &mut self,
         method: &str,
         path: &str,
         body: Option<(&str, &[u8])>,
         now: Instant,
-        budget: Duration,
+        lane: Lane,
     ) -> Result<Vec<u8>, KubeError> {
+        let budget = match lane {
+            Lane::Leader => self.timeout,
+            Lane::Lease => self.lease_timeout,
+        };
         // ureq times the call on the real clock, so the budget is kept on it too.
         let started = Instant::now();
+        self.fenced(lane)?;
         let first = self.send_once(method, path, body, now, false, budget);
         let left = budget.saturating_sub(started.elapsed());
         match first {
             Err(KubeError::Api { code: 401, .. })
                 if self.token_file.is_some() && left >= MIN_RETRY_BUDGET =>
             {
+                self.fenced(lane)?;
                 self.send_once(method, path, body, now, true, left)
             }
             other => other,
+        }
+    }
+
+    /// `Err` when a leader-only call may not go out now (Lease calls always may).
+    fn fenced(&self, lane: Lane) -> Result<(), KubeError> {
+        match lane {
+            Lane::Leader => self.fence.check().map_err(KubeError::Fenced),
+            Lane::Lease => Ok(()),
         }
     }
 
@@ -438,9 +453,6 @@ impl Kube {
         timeout: Duration,
     ) -> Result<Vec<u8>, KubeError> {
         let token = self.token(now, reread_token);
-        if !path.starts_with(&self.leases()) {
-            self.fence.check().map_err(KubeError::Fenced)?;
-        }
         let url = format!("{}{}", self.base, path);
         let agent = self.agent()?.clone();
         let mut request = ureq::http::Request::builder()
