@@ -235,14 +235,14 @@ impl Sync {
         if names.len() > PROBES_AT_MOST && !self.probe_singly {
             match cx.kube.list_all(cx.now) {
                 Ok(all) => {
-                    let found: BTreeMap<String, Deployment> = all
+                    let mut found: BTreeMap<String, Observed> = all
                         .into_iter()
-                        .map(|d| (d.metadata.name.clone(), d))
+                        .map(|d| (d.metadata.name.clone(), observe(&d)))
                         .collect();
                     for name in std::mem::take(&mut names) {
-                        match found.get(&name) {
-                            Some(d) => {
-                                self.actual.insert(name, observe(d));
+                        match found.remove(&name) {
+                            Some(o) => {
+                                self.actual.insert(name, o);
                             }
                             None => {
                                 let view = missing_or_invalid(cx.state, &name);
@@ -423,9 +423,7 @@ impl Sync {
                 match cx.backend.put_version(&name, &version, &at, cx.wall) {
                     Ok(()) => {
                         self.tally.acknowledged += 1;
-                        if let Err(e) = cx.state.acks.acknowledged(&name, &version) {
-                            log::warn!("cannot write the acknowledgement record: {e}");
-                        }
+                        recorded(cx.state.acks.acknowledged(&name, &version));
                     }
                     Err(e) => self.tally.errors.push(format!(
                         "{name}: reporting version {version} (sent again at the next sync): {e}"
@@ -438,9 +436,7 @@ impl Sync {
                     self.tally.deleted += 1;
                     cx.state.applied.remove(&name);
                     cx.state.deployments.remove(&name);
-                    if let Err(e) = cx.state.acks.forget(&name) {
-                        log::warn!("cannot write the acknowledgement record: {e}");
-                    }
+                    recorded(cx.state.acks.forget(&name));
                 }
                 Err(e) => self.tally.errors.push(format!("{name}: delete: {e}")),
             },
@@ -504,9 +500,7 @@ impl Sync {
                     .deployments
                     .insert(name.clone(), DeploymentView::of(&d));
                 let at = crate::clock::rfc3339(cx.wall);
-                if let Err(e) = cx.state.acks.applied(&name, &version, &at) {
-                    log::warn!("cannot write the acknowledgement record: {e}");
-                }
+                recorded(cx.state.acks.applied(&name, &version, &at));
                 tasks.push_front(Task::PutVersion { name, version, at });
             }
             Err(e) => {
@@ -609,6 +603,14 @@ impl Sync {
                 None,
             )
         }
+    }
+}
+
+/// Logs a change of the acknowledgement record that did not reach the disk
+/// (it holds in memory; at worst a restart sends an acknowledgement again).
+fn recorded(written: std::io::Result<()>) {
+    if let Err(e) = written {
+        log::warn!("cannot write the acknowledgement record: {e}");
     }
 }
 

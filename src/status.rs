@@ -17,9 +17,7 @@ use crate::state::{Outcome, State};
 pub fn json_text(state: &State, now: Instant, _wall: SystemTime) -> String {
     let id = &state.identity;
     // About 230 bytes a workload: one allocation, no regrowth.
-    let mut out = Json(String::with_capacity(
-        2048 + 256 * state.workloads.iter().count(),
-    ));
+    let mut out = Json(String::with_capacity(2048 + 256 * state.workloads.len()));
     out.raw("{\"lastLease\":");
     job(&mut out, state, JobId::Lease);
     out.raw(",\"lastReport\":");
