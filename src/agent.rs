@@ -27,7 +27,8 @@ pub const MAX_WAIT: Duration = Duration::from_secs(1);
 pub const REQUESTS_PER_TURN: usize = 256;
 /// How long the last report delivery may take when stopping.
 pub const FLUSH_BUDGET: Duration = Duration::from_secs(3);
-/// On the way out, a window shorter than this is not reported.
+/// On the way out, a window shorter than this right after a regular report
+/// is not reported.
 pub const MIN_LAST_WINDOW: Duration = Duration::from_secs(1);
 /// First sync within this long of start (jittered), so a node is ready soon.
 pub const FIRST_SYNC_WITHIN: Duration = Duration::from_secs(5);
@@ -193,7 +194,7 @@ impl<C: Clock + Clone + 'static> Agent<C> {
             if signals::stop_requested() {
                 log::info!("stopping");
                 self.follow_election();
-                if self.state.election.leading(self.clock.boot()) {
+                if self.may_lead() {
                     self.flush();
                 }
                 if self.state.election.holds() {
@@ -212,7 +213,10 @@ impl<C: Clock + Clone + 'static> Agent<C> {
     fn flush(&mut self) {
         let (now, wall) = (self.clock.now(), self.clock.wall());
         // Right after a regular report the window is empty: no report of it.
-        if self.state.workloads.window_age(now) >= MIN_LAST_WINDOW {
+        // Before the first report the window is the whole run: always sent.
+        let just_reported =
+            self.state.reports_built > 0 && self.state.workloads.window_age(now) < MIN_LAST_WINDOW;
+        if !just_reported {
             let report = crate::report::close_window(&mut self.state, now, wall);
             if let Err(e) = self.state.outbox.push(report) {
                 log::warn!("cannot write the outbox to disk: {e}");
