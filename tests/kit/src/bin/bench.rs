@@ -23,6 +23,7 @@ use wm_testkit::bench::stats::{median, percentile};
 use wm_testkit::bench::sys::{self, Machine, Sched};
 use wm_testkit::bench::wrk;
 use wm_testkit::kube::FakeKube;
+use wm_testkit::node::FakeNode;
 use wm_testkit::proc::{Manager, TempDir};
 
 const USAGE: &str =
@@ -376,13 +377,12 @@ fn growth(small: (f64, f64), large: (f64, f64), report: &mut Report) {
 /// idle syncs (nothing changed): requests and main-thread CPU, median of 5;
 /// and resident memory and heap in use (KiB, returned) with all of them managed.
 fn syncs(bin: &Path, n: usize, report: &mut Report) -> Option<(f64, f64)> {
-    use wm_testkit::backend::FakeBackend;
     progress(&format!("syncs with {n} workloads"));
-    let kube = FakeKube::builder().namespace("edge").start();
-    let backend = FakeBackend::start();
+    let node = FakeNode::new();
+    let (kube, backend) = (&node.kube, &node.backend);
     backend.want_samples(wm_testkit::node::TEST_ADDRESS, n);
     let started = Instant::now();
-    let mut m = start_against(bin, &kube, &backend, &[]);
+    let mut m = start_against(bin, &node, &[]);
     let deadline = started + Duration::from_secs(120);
     // Version reports come after each create: cheaper to poll than the cluster.
     while backend.applied_versions().len() < n && Instant::now() < deadline {
@@ -475,30 +475,16 @@ fn syncs(bin: &Path, n: usize, report: &mut Report) -> Option<(f64, f64)> {
     Some((rss_kib, heap_kib))
 }
 
-/// Starts `bin` against these fakes, reports and update checks an hour
-/// apart (out of the way), with `extra` added.
-fn start_against(
-    bin: &Path,
-    kube: &FakeKube,
-    backend: &wm_testkit::backend::FakeBackend,
-    extra: &[(&str, &str)],
-) -> Manager {
-    let (url, kube_url) = (backend.url(), kube.url());
-    let (token, ca) = (
-        kube.token_file().display().to_string(),
-        kube.ca_file().display().to_string(),
-    );
+/// Starts `bin` against the node's fakes, reports and update checks an
+/// hour apart (out of the way), with `extra` added.
+fn start_against(bin: &Path, node: &FakeNode, extra: &[(&str, &str)]) -> Manager {
     let mut env = vec![
-        ("NODE_SYSTEM_ENDPOINT", url.as_str()),
-        ("WM_KUBE_API_URL", kube_url.as_str()),
-        ("WM_KUBE_TOKEN_FILE", token.as_str()),
-        ("WM_KUBE_CA_FILE", ca.as_str()),
         ("WM_REPORT_INTERVAL", "1h"),
         ("WM_UPDATE_INTERVAL", "1h"),
         ("WM_LOG", "info"),
     ];
     env.extend_from_slice(extra);
-    Manager::start(bin, &env)
+    node.start(bin, &env)
 }
 
 /// The slow-API rows: 200 and 1,000 workloads at 20 ms and 50 ms a call.
@@ -515,17 +501,16 @@ fn slow_syncs(bin: &Path, report: &mut Report) {
 /// acknowledged, calls made (Kubernetes without the Lease, and backend), and
 /// Lease transitions (0: leadership held throughout).
 fn slow_sync(bin: &Path, n: usize, latency: Duration, report: &mut Report) {
-    use wm_testkit::backend::FakeBackend;
     let ms = latency.as_millis();
     progress(&format!(
         "initial sync of {n} workloads at {ms} ms per Kubernetes call"
     ));
-    let kube = FakeKube::builder().namespace("edge").start();
+    let node = FakeNode::new();
+    let (kube, backend) = (&node.kube, &node.backend);
     kube.set_latency(latency);
-    let backend = FakeBackend::start();
     backend.want_samples(wm_testkit::node::TEST_ADDRESS, n);
     let started = Instant::now();
-    let m = start_against(bin, &kube, &backend, &[("WM_SYNC_INTERVAL", "1h")]);
+    let m = start_against(bin, &node, &[("WM_SYNC_INTERVAL", "1h")]);
     let limit = Duration::from_secs(60) + latency * (3 * n as u32);
     while backend.applied_versions().len() < n && started.elapsed() < limit {
         std::thread::sleep(Duration::from_millis(50));
