@@ -414,7 +414,7 @@ fn unexpected(code: u16, body: &[u8]) -> BackendError {
         Err(_) => BackendError::Status {
             code,
             error: String::new(),
-            message: crate::status::printable(
+            message: crate::text::printable(
                 String::from_utf8_lossy(&body[..body.len().min(200)]).trim(),
             ),
         },

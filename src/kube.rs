@@ -500,7 +500,7 @@ impl Kube {
             Some(s) => (s.reason, s.message),
             None => (
                 String::new(),
-                crate::status::printable(
+                crate::text::printable(
                     String::from_utf8_lossy(&body[..body.len().min(200)]).trim(),
                 ),
             ),

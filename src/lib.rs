@@ -25,5 +25,6 @@ pub mod server;
 pub mod signals;
 pub mod state;
 pub mod status;
+pub mod text;
 pub mod update;
 pub mod workloads;

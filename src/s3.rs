@@ -161,7 +161,7 @@ impl S3 {
         let xml = String::from_utf8_lossy(&body);
         let field = |name: &str| {
             element(&xml, name)
-                .map(|s| crate::status::printable(&crate::workloads::truncate(s, 200)))
+                .map(|s| crate::text::printable(&crate::text::truncate(s, 200)))
                 .unwrap_or_default()
         };
         Err(S3Error::Answer {

@@ -1,5 +1,6 @@
 //! `/v1/status`: the node state for operators, as JSON or as an aligned table.
 
+use crate::text::printable;
 use std::time::{Instant, SystemTime};
 
 use std::fmt::Write;
@@ -364,19 +365,6 @@ fn table(rows: &[Vec<String>]) -> String {
         out.push('\n');
     }
     out
-}
-
-/// Control characters escaped, so a workload's message cannot rewrite a terminal.
-pub fn printable(s: &str) -> String {
-    s.chars()
-        .flat_map(|c| {
-            if c.is_control() {
-                c.escape_default().collect::<Vec<_>>()
-            } else {
-                vec![c]
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]

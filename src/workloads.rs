@@ -146,7 +146,7 @@ impl Workloads {
         w.accrue(now, timeout, window_start);
         w.heartbeat = Some(Heartbeat {
             status,
-            message: truncate(message, MAX_MESSAGE),
+            message: crate::text::truncate(message, MAX_MESSAGE),
             at: now,
             at_wall: wall,
         });
@@ -277,15 +277,6 @@ impl Workload {
     }
 }
 
-/// Cuts `s` to at most `max` bytes at a character boundary.
-pub fn truncate(s: &str, max: usize) -> String {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,7 +399,5 @@ mod tests {
             .unwrap()
             .message;
         assert_eq!(kept.len(), MAX_MESSAGE);
-        assert_eq!(truncate("abc", 2), "ab");
-        assert_eq!(truncate("aé", 2), "a");
     }
 }
