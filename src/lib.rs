@@ -15,6 +15,7 @@ pub mod local;
 pub mod memory;
 pub mod metrics;
 pub mod names;
+pub mod node;
 pub mod outbound;
 pub mod outbox;
 pub mod reconcile;
