@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod names;
 pub mod outbound;
 pub mod outbox;
+pub mod pods;
 pub mod reconcile;
 pub mod report;
 pub mod s3;
