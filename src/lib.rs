@@ -18,6 +18,7 @@ pub mod names;
 pub mod node;
 pub mod outbound;
 pub mod outbox;
+pub mod pods;
 pub mod reconcile;
 pub mod report;
 pub mod s3;
