@@ -53,6 +53,8 @@ pub struct Agent<C: Clock> {
     backend: Backend,
     /// The self-update file's client (or why it could not be set up).
     s3: Option<Result<crate::s3::S3, String>>,
+    /// The kernel's view of the node (/proc, statvfs of the root).
+    host: crate::node::proc::Host,
     /// A run of the Lease job: it goes before any step of another job.
     lease_run: Option<Running>,
     /// A run of a leader-only job. While a Lease call goes first, or while
@@ -138,6 +140,7 @@ impl<C: Clock + Clone + 'static> Agent<C> {
         .with_fence(fence.clone());
         let mut state = State::new(identity, config.heartbeat_timeout, now);
         state.election = crate::lease::Election::new(&config.pod_name, lease_timing);
+        state.node = crate::node::view::NodeView::new(config.node_name.clone(), now);
         // The random part keeps two instances started in the same
         // millisecond with the same key apart.
         state.run_id = format!(
@@ -180,6 +183,7 @@ impl<C: Clock + Clone + 'static> Agent<C> {
             kube,
             backend,
             s3,
+            host: crate::node::proc::Host::new("/"),
             lease_run: None,
             running: None,
             term: None,
@@ -437,6 +441,7 @@ impl<C: Clock + Clone + 'static> Agent<C> {
             backend: &self.backend,
             config: &self.config,
             s3: self.s3.as_ref(),
+            host: &mut self.host,
             now: self.clock.now(),
             boot: self.clock.boot(),
             wall: self.clock.wall(),

@@ -75,6 +75,8 @@ pub struct Config {
     pub self_container: String,
     pub http_timeout: Duration,
     pub pod_name: String,
+    /// The Kubernetes node it runs on (`NODE_NAME`), for the Node's conditions.
+    pub node_name: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub log_level: log::LevelFilter,
 }
@@ -175,6 +177,10 @@ impl Config {
             ("WM_SELF_CONTAINER", self.self_container.clone()),
             ("WM_HTTP_TIMEOUT", d(self.http_timeout)),
             ("POD_NAME", self.pod_name.clone()),
+            (
+                "NODE_NAME",
+                self.node_name.clone().unwrap_or_else(|| "(unset)".into()),
+            ),
             ("WM_STATE_DIR", path(self.state_dir.as_ref())),
             ("WM_LOG", self.log_level.to_string().to_lowercase()),
         ];
@@ -215,6 +221,7 @@ impl Parser<'_> {
         let self_deployment = self.name("WM_SELF_DEPLOYMENT", "workload-manager");
         let self_container = self.name("WM_SELF_CONTAINER", "workload-manager");
         let pod_name = self.pod_name();
+        let node_name = self.node_name();
         let state_dir = self.get("WM_STATE_DIR").map(PathBuf::from);
         let log_level = self.log_level();
         Some(Config {
@@ -232,6 +239,7 @@ impl Parser<'_> {
             self_container: self_container?,
             http_timeout: http_timeout?,
             pod_name,
+            node_name: node_name?,
             state_dir,
             log_level: log_level?,
         })
@@ -487,6 +495,23 @@ impl Parser<'_> {
             endpoint,
             credentials,
         }))
+    }
+
+    /// `NODE_NAME`: a node's name is a DNS-1123 subdomain.
+    fn node_name(&mut self) -> Option<Option<String>> {
+        let Some(v) = self.get("NODE_NAME") else {
+            return Some(None);
+        };
+        let v = v.trim().to_string();
+        if crate::names::is_dns_subdomain(&v) {
+            Some(Some(v))
+        } else {
+            self.problem(
+                "NODE_NAME",
+                "not a Kubernetes node name (lowercase letters, digits, '-' and '.', at most 253)",
+            );
+            None
+        }
     }
 
     fn pod_name(&self) -> String {

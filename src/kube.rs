@@ -196,6 +196,31 @@ pub struct Condition {
     pub status: String,
     #[serde(default)]
     pub reason: String,
+    #[serde(default)]
+    pub message: String,
+}
+
+/// The fields of a Node the reports use: its conditions and kubelet version.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct Node {
+    #[serde(default)]
+    pub status: NodeStatus,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeStatus {
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+    #[serde(default)]
+    pub node_info: NodeInfo,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeInfo {
+    #[serde(default)]
+    pub kubelet_version: String,
 }
 
 impl Kube {
@@ -250,6 +275,24 @@ impl Kube {
     pub fn get(&mut self, name: &str, now: Instant) -> Result<Option<Deployment>, KubeError> {
         let path = format!("{}/{name}", self.collection());
         self.read(&path, now, Lane::Leader)
+    }
+
+    /// The Node this manager runs on (cluster-scoped; read only); `None` when
+    /// there is no Node of that name.
+    pub fn get_node(&mut self, name: &str, now: Instant) -> Result<Option<Node>, KubeError> {
+        self.read(&format!("/api/v1/nodes/{name}"), now, Lane::Leader)
+    }
+
+    /// Every pod in our namespace (read only, to explain workload health),
+    /// served from the API server's cache (`resourceVersion=0`): no read
+    /// of the datastore (K3S's SQLite) once a minute for a diagnosis.
+    pub fn list_pods(&mut self, now: Instant) -> Result<crate::pods::PodList, KubeError> {
+        let path = format!(
+            "/api/v1/namespaces/{}/pods?resourceVersion=0",
+            self.namespace
+        );
+        let body = self.send("GET", &path, None, now, Lane::Leader)?;
+        decode(&body)
     }
 
     /// Creates a Deployment; a name already taken is a 409 error, so this

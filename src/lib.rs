@@ -9,6 +9,7 @@ pub mod clock;
 pub mod config;
 pub mod identity;
 pub mod jobs;
+pub mod json;
 pub mod kube;
 pub mod lease;
 pub mod local;

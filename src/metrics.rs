@@ -129,6 +129,29 @@ pub fn render(state: &State, now: Instant, _wall: SystemTime) -> String {
         );
     }
     m.family(
+        "wm_workload_ready_replicas",
+        "gauge",
+        "Ready replicas of each workload's Deployment.",
+    );
+    for (name, d) in &state.deployments {
+        if let Some((ready, _)) = d.ready {
+            m.sample(
+                "wm_workload_ready_replicas",
+                &[("workload", name)],
+                ready.max(0) as u64,
+            );
+        }
+    }
+    m.family(
+        "wm_workload_restarts",
+        "gauge",
+        "Container restarts of each workload's current pods.",
+    );
+    for (name, g) in &state.diagnoses {
+        m.sample("wm_workload_restarts", &[("workload", name)], g.restarts);
+    }
+    node(&mut m, state);
+    m.family(
         "wm_job_runs_total",
         "counter",
         "Job runs, by job and outcome.",
@@ -180,7 +203,7 @@ impl Metrics {
         let _ = write!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
     }
 
-    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: u64) {
+    fn sample(&mut self, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
         self.0.push_str(name);
         if !labels.is_empty() {
             self.0.push('{');
@@ -193,6 +216,63 @@ impl Metrics {
             self.0.push('}');
         }
         let _ = writeln!(self.0, " {value}");
+    }
+}
+
+/// Node gauges, from the latest report window; absent while unknown.
+fn node(m: &mut Metrics, state: &State) {
+    let node = &state.node;
+    if let Some(s) = &node.sample {
+        let used = [
+            ("cpu", s.cpu.used_percent),
+            ("memory", s.memory.as_ref().map(|x| x.used_percent)),
+            ("disk", s.disk.as_ref().map(|x| x.used_percent)),
+        ];
+        m.family(
+            "wm_node_used_ratio",
+            "gauge",
+            "Share of the node's CPU (since the previous window), memory and disk in use, 0 to 1.",
+        );
+        for (resource, p) in used {
+            if let Some(p) = p {
+                m.sample("wm_node_used_ratio", &[("resource", resource)], p / 100.0);
+            }
+        }
+    }
+    m.family(
+        "wm_node_resource_status",
+        "gauge",
+        "1 for the level (healthy, warning, critical, unknown) each resource is judged at.",
+    );
+    for (resource, level) in [
+        ("cpu", node.cpu),
+        ("memory", node.memory),
+        ("disk", node.disk),
+    ] {
+        m.sample(
+            "wm_node_resource_status",
+            &[("resource", resource), ("status", level.as_str())],
+            1,
+        );
+    }
+    if let Ok(o) = &node.object {
+        m.family(
+            "wm_node_condition",
+            "gauge",
+            "1 when the Node's condition has this status (True, False, Unknown).",
+        );
+        for (kind, status) in crate::node::view::CONDITIONS.iter().zip(&o.conditions) {
+            if let Some(status) = status
+                .as_deref()
+                .filter(|s| ["True", "False", "Unknown"].contains(s))
+            {
+                m.sample(
+                    "wm_node_condition",
+                    &[("condition", kind), ("status", status)],
+                    1,
+                );
+            }
+        }
     }
 }
 

@@ -13,6 +13,12 @@ pub fn is_dns_label(s: &str) -> bool {
         && b.iter().all(|c| edge(c) || *c == b'-')
 }
 
+/// A DNS-1123 subdomain: at most 253 bytes of dot-separated labels. Node
+/// names are subdomains.
+pub fn is_dns_subdomain(s: &str) -> bool {
+    s.len() <= 253 && s.split('.').all(is_dns_label)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -35,6 +41,25 @@ mod tests {
             &"a".repeat(64),
         ] {
             assert!(!is_dns_label(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn subdomains() {
+        for good in ["edge-1", "node.example.com", "ip-10-0-0-1.ec2.internal"] {
+            assert!(is_dns_subdomain(good), "{good:?}");
+        }
+        for bad in [
+            "",
+            ".a",
+            "a.",
+            "a..b",
+            "A.b",
+            "a/b",
+            "../x",
+            &"a.".repeat(127),
+        ] {
+            assert!(!is_dns_subdomain(bad), "{bad:?}");
         }
     }
 }

@@ -16,7 +16,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 
-use crate::workloads::{truncate, MAX_WORKLOADS};
+use crate::text::truncate;
+use crate::workloads::MAX_WORKLOADS;
 
 /// Longest name, reason or timestamp kept, in bytes.
 pub const MAX_NAME: usize = 128;
@@ -489,6 +490,11 @@ impl Terminations {
 
     pub fn len(&self) -> usize {
         self.last.len()
+    }
+
+    /// The last termination kept for `workload`.
+    pub fn get(&self, workload: &str) -> Option<&Termination> {
+        self.last.get(workload)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -446,6 +446,7 @@ mod tests {
             kind: "Progressing".into(),
             status: "False".into(),
             reason: "ProgressDeadlineExceeded".into(),
+            message: String::new(),
         });
         assert_eq!(rollout(&deployment(2, 2, failed)), Rollout::Failed);
     }

@@ -167,6 +167,14 @@ pub struct State {
     pub acks: crate::acks::Acks,
     /// A self-update this instance started and is watching.
     pub self_update: Option<PendingUpdate>,
+    /// The node as the latest report window saw it.
+    pub node: crate::node::view::NodeView,
+    /// Per desired workload, what its pods said at the latest report window.
+    pub diagnoses: BTreeMap<String, crate::pods::Diagnosis>,
+    /// The last termination seen of each workload's containers, kept across windows.
+    pub terminations: crate::pods::Terminations,
+    /// Why the latest window has no pod diagnoses, if it has none.
+    pub pods_error: Option<String>,
 }
 
 /// A rollout of a newer manager release, watched until it is available or
@@ -209,6 +217,10 @@ impl State {
             role: crate::lease::Role::NoLeader,
             acks: crate::acks::Acks::in_memory(),
             self_update: None,
+            node: crate::node::view::NodeView::new(None, now),
+            diagnoses: BTreeMap::new(),
+            terminations: crate::pods::Terminations::default(),
+            pods_error: None,
         }
     }
 

@@ -1,9 +1,9 @@
 //! `/v1/status`: the node state for operators, as JSON or as an aligned table.
 
-use crate::text::printable;
 use std::time::{Instant, SystemTime};
 
-use std::fmt::Write;
+use crate::json::Json;
+use crate::text::printable;
 
 use crate::clock::human;
 use crate::lease::Role;
@@ -43,7 +43,9 @@ pub fn json_text(state: &State, now: Instant, _wall: SystemTime) -> String {
     out.num(now.saturating_duration_since(state.started).as_secs());
     out.raw(",\"version\":");
     out.str(id.version);
-    out.raw("},\"outbox\":{\"bytes\":");
+    out.raw("},\"node\":");
+    write_node(&mut out, state);
+    out.raw(",\"outbox\":{\"bytes\":");
     out.num(state.outbox.bytes() as u64);
     out.raw(",\"dropped\":");
     out.num(state.outbox.dropped());
@@ -65,15 +67,19 @@ pub fn json_text(state: &State, now: Instant, _wall: SystemTime) -> String {
             out.raw("]}");
         }
     }
+    out.raw(",\"podsError\":");
+    out.opt_str(state.pods_error.as_deref());
     out.raw(",\"workloads\":[");
     let timeout = state.workloads.timeout();
     // All three are in name order: walked side by side, not looked up.
     let mut deployments = state.deployments.iter().peekable();
     let mut desired = state.desired.iter().flatten().peekable();
+    let mut diagnoses = state.diagnoses.iter().peekable();
     for (i, (name, w)) in state.workloads.iter().enumerate() {
         let hb = w.heartbeat.as_ref();
         let d = next_named(&mut deployments, name);
         let desired_version = next_named(&mut desired, name).map(String::as_str);
+        let diagnosis = next_named(&mut diagnoses, name);
         out.raw(if i == 0 { "{" } else { ",{" });
         out.raw("\"deployedVersion\":");
         out.opt_str(d.and_then(|d| d.version.as_deref()));
@@ -92,6 +98,19 @@ pub fn json_text(state: &State, now: Instant, _wall: SystemTime) -> String {
             Some(h) => out.time(h.at_wall),
             None => out.raw("null"),
         }
+        out.raw(",\"lastTermination\":");
+        match state.terminations.get(name) {
+            Some(t) => {
+                out.raw("{\"at\":");
+                out.str(&t.at);
+                out.raw(",\"exitCode\":");
+                out.int(i64::from(t.exit_code));
+                out.raw(",\"reason\":");
+                out.str(&t.reason);
+                out.raw("}");
+            }
+            None => out.raw("null"),
+        }
         out.raw(",\"message\":");
         out.opt_str(hb.map(|h| h.message.as_str()));
         out.raw(",\"name\":");
@@ -108,6 +127,23 @@ pub fn json_text(state: &State, now: Instant, _wall: SystemTime) -> String {
             }
             None => out.raw("null"),
         }
+        out.raw(",\"reason\":");
+        out.opt_str(diagnosis.and_then(|g| g.reason.as_deref()));
+        out.raw(",\"reasonMessage\":");
+        out.opt_str(diagnosis.and_then(|g| g.message.as_deref()));
+        out.raw(",\"replicas\":");
+        match d.and_then(|d| d.ready) {
+            Some((ready, desired)) => {
+                out.raw("{\"desired\":");
+                out.int(desired);
+                out.raw(",\"ready\":");
+                out.int(ready);
+                out.raw("}");
+            }
+            None => out.raw("null"),
+        }
+        out.raw(",\"restarts\":");
+        out.opt_num(diagnosis.map(|g| g.restarts));
         out.raw(",\"rollout\":");
         out.opt_str(d.map(|d| d.rollout.as_str()));
         out.raw("}");
@@ -119,6 +155,16 @@ pub fn json_text(state: &State, now: Instant, _wall: SystemTime) -> String {
 /// The same document as a JSON value (for tests and tools).
 pub fn json(state: &State, now: Instant, wall: SystemTime) -> serde_json::Value {
     serde_json::from_str(&json_text(state, now, wall)).unwrap_or_default()
+}
+
+/// The REPORT's `node` object, and why the Node's own fields are null.
+fn write_node(out: &mut Json, state: &State) {
+    state.node.write_json(out);
+    // Reopen the object for the one field status adds.
+    out.0.pop();
+    out.raw(",\"error\":");
+    out.opt_str(state.node.object.as_ref().err().map(String::as_str));
+    out.raw("}");
 }
 
 /// Advances a name-ordered iterator to `name` and returns its value there.
@@ -155,90 +201,6 @@ fn job(out: &mut Json, state: &State, id: JobId) {
     out.raw("}");
 }
 
-/// A JSON text being written: values as serde_json writes them.
-struct Json(String);
-
-impl Json {
-    /// JSON text as it is (punctuation, keys).
-    fn raw(&mut self, s: &str) {
-        self.0.push_str(s);
-    }
-
-    fn str(&mut self, s: &str) {
-        self.raw("\"");
-        let plain = |b: u8| b >= 0x20 && b != b'"' && b != b'\\';
-        if s.bytes().all(plain) {
-            self.0.push_str(s);
-        } else {
-            for c in s.chars() {
-                match c {
-                    '"' => self.0.push_str("\\\""),
-                    '\\' => self.0.push_str("\\\\"),
-                    '\n' => self.0.push_str("\\n"),
-                    '\r' => self.0.push_str("\\r"),
-                    '\t' => self.0.push_str("\\t"),
-                    '\u{8}' => self.0.push_str("\\b"),
-                    '\u{c}' => self.0.push_str("\\f"),
-                    c if (c as u32) < 0x20 => {
-                        let _ = write!(self.0, "\\u{:04x}", c as u32);
-                    }
-                    c => self.0.push(c),
-                }
-            }
-        }
-        self.raw("\"");
-    }
-
-    fn opt_str(&mut self, s: Option<&str>) {
-        match s {
-            Some(s) => self.str(s),
-            None => self.raw("null"),
-        }
-    }
-
-    fn num(&mut self, n: u64) {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        let mut n = n;
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (n % 10) as u8;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        // Only ASCII digits were written.
-        self.0
-            .push_str(std::str::from_utf8(&digits[i..]).unwrap_or_default());
-    }
-
-    fn int(&mut self, n: i64) {
-        if n < 0 {
-            self.raw("-");
-        }
-        self.num(n.unsigned_abs());
-    }
-
-    /// A wall time as an RFC 3339 string.
-    fn time(&mut self, t: SystemTime) {
-        self.raw("\"");
-        crate::clock::push_rfc3339(&mut self.0, t);
-        self.raw("\"");
-    }
-
-    fn opt_num(&mut self, n: Option<u64>) {
-        match n {
-            Some(n) => self.num(n),
-            None => self.raw("null"),
-        }
-    }
-
-    fn bool(&mut self, b: bool) {
-        self.raw(if b { "true" } else { "false" });
-    }
-}
-
 /// The same, as a table for a terminal.
 pub fn text(state: &State, now: Instant, wall: SystemTime) -> String {
     let id = &state.identity;
@@ -261,6 +223,7 @@ pub fn text(state: &State, now: Instant, wall: SystemTime) -> String {
             "not ready (Kubernetes API not reached yet)"
         },
     );
+    out += &node_line(state);
     let mut rows = vec![row(&[
         "WORKLOAD",
         "DESIRED",
@@ -268,11 +231,22 @@ pub fn text(state: &State, now: Instant, wall: SystemTime) -> String {
         "HEALTH",
         "HEARTBEAT",
         "ROLLOUT",
+        "READY",
+        "RESTARTS",
+        "REASON",
+        "LAST EXIT",
         "HEALTHY",
         "MESSAGE",
     ])];
     for (name, w) in state.workloads.iter() {
         let hb = w.heartbeat.as_ref();
+        let diagnosis = state.diagnoses.get(name);
+        let reason = diagnosis.and_then(|g| g.reason.as_deref());
+        // Why it is down says more than its last heartbeat.
+        let message = match (reason, diagnosis.and_then(|g| g.message.as_deref())) {
+            (Some(_), Some(m)) => printable(m),
+            _ => hb.map_or(String::new(), |h| printable(&h.message)),
+        };
         rows.push(vec![
             name.to_string(),
             desired_version(state, name).unwrap_or("-").into(),
@@ -288,8 +262,16 @@ pub fn text(state: &State, now: Instant, wall: SystemTime) -> String {
             deployment(state, name)
                 .map_or("-", |d| d.rollout.as_str())
                 .into(),
+            deployment(state, name)
+                .and_then(|d| d.ready_text())
+                .unwrap_or_else(|| "-".into()),
+            diagnosis.map_or("-".into(), |g| g.restarts.to_string()),
+            printable(reason.unwrap_or("-")),
+            state.terminations.get(name).map_or("-".into(), |t| {
+                printable(&format!("{} ({}) at {}", t.reason, t.exit_code, t.at))
+            }),
             human(state.workloads.healthy_so_far(name, now)),
-            hb.map_or(String::new(), |h| printable(&h.message)),
+            message,
         ]);
     }
     if state.workloads.is_empty() {
@@ -324,6 +306,54 @@ pub fn text(state: &State, now: Instant, wall: SystemTime) -> String {
     }
     out += &table(&rows);
     out
+}
+
+/// The node in one line: its Node's readiness and kubelet, then each
+/// resource with its level.
+fn node_line(state: &State) -> String {
+    let node = &state.node;
+    let mut line = match &node.object {
+        Ok(o) => format!(
+            "node {}  kubelet {}  Ready={}",
+            node.name.as_deref().unwrap_or("-"),
+            o.kubelet.as_deref().unwrap_or("-"),
+            o.conditions[0].as_deref().unwrap_or("?"),
+        ),
+        Err(why) => format!("node: {}", printable(why)),
+    };
+    if let Ok(o) = &node.object {
+        for (kind, status) in crate::node::view::CONDITIONS
+            .iter()
+            .zip(&o.conditions)
+            .skip(1)
+        {
+            if status.as_deref() == Some("True") {
+                line += &format!(" {kind}");
+            }
+        }
+    }
+    match &node.sample {
+        None => line += "  (not sampled yet)",
+        Some(s) => {
+            let pct = |p: Option<f64>| p.map_or("?".to_string(), |p| format!("{p:.1}%"));
+            line += &format!(
+                "  cpu {} {}  memory {} {}  disk {} {}",
+                pct(s.cpu.used_percent),
+                node.cpu.as_str(),
+                pct(s.memory.as_ref().map(|m| m.used_percent)),
+                node.memory.as_str(),
+                pct(s.disk.as_ref().map(|d| d.used_percent)),
+                node.disk.as_str(),
+            );
+            if let Some(up) = s.uptime {
+                line += &format!("  booted {} ago", human(up));
+            }
+        }
+    }
+    if let Some(why) = &state.pods_error {
+        line += &format!("\npods: {}", printable(why));
+    }
+    line + "\n\n"
 }
 
 fn deployment<'a>(state: &'a State, name: &str) -> Option<&'a crate::state::DeploymentView> {
@@ -438,6 +468,27 @@ mod tests {
         }
     }
 
+    /// A node sample as the kernel of the REPORT example gives it.
+    fn sample() -> crate::node::proc::Sample {
+        use crate::node::proc::{Cpu, Disk, Sample};
+        Sample {
+            boot_id: Some("5c1e0c0e-8a8b-4a43-9e3d-7a1f6f0c2b11".into()),
+            uptime: Some(Duration::from_secs(864_000)),
+            kernel: Some("6.1.0-18-amd64".into()),
+            arch: Some("x86_64".into()),
+            cpu: Cpu {
+                used_percent: Some(12.5),
+                cores: Some(4),
+            },
+            memory: None,
+            disk: Some(Disk {
+                used_percent: 83.0,
+                free_bytes: 21_474_836_480,
+                total_bytes: 126_340_374_528,
+            }),
+        }
+    }
+
     #[test]
     fn the_document_keeps_its_exact_text() {
         let (mut s, t0) = state();
@@ -452,6 +503,17 @@ mod tests {
             wall,
             Duration::from_millis(7),
         );
+        s.node = crate::node::view::NodeView::new(None, t0);
+        s.node.observe(sample(), t0);
+        s.diagnoses.insert(
+            "web".into(),
+            crate::pods::Diagnosis {
+                restarts: 3,
+                reason: Some("CrashLoopBackOff".into()),
+                message: Some("back-off 40s".into()),
+                last_termination: None,
+            },
+        );
         let text = json_text(&s, t0 + Duration::from_secs(3), wall);
         assert_eq!(
             text,
@@ -463,13 +525,74 @@ mod tests {
                 r#""lastUpdateCheck":{"at":null,"detail":null,"error":null,"outcome":"never"},"#,
                 r#""manager":{"leader":false,"leaseHolder":null,"namespace":"edge","nodeAddress":null,"#,
                 r#""podName":"wm-0","ready":false,"uptimeSeconds":3,"version":"0.1.0"},"#,
-                r#""outbox":{"bytes":0,"dropped":0,"queued":0},"pendingPrune":null,"#,
+                r#""node":{"arch":"x86_64","bootId":"5c1e0c0e-8a8b-4a43-9e3d-7a1f6f0c2b11","#,
+                r#""conditions":null,"cpu":{"cores":4,"status":"healthy","usedPercent":12.5},"#,
+                r#""disk":{"freeBytes":21474836480,"status":"healthy","totalBytes":126340374528,"usedPercent":83.0},"#,
+                r#""kernel":"6.1.0-18-amd64","kubelet":null,"#,
+                r#""memory":{"status":"unknown","totalBytes":null,"usedBytes":null,"usedPercent":null},"#,
+                r#""name":null,"uptimeSeconds":864000,"#,
+                r#""error":"NODE_NAME is not set (the manifests set it from spec.nodeName)"},"#,
+                r#""outbox":{"bytes":0,"dropped":0,"queued":0},"pendingPrune":null,"podsError":null,"#,
                 r#""workloads":[{"deployedVersion":null,"desiredVersion":null,"error":null,"#,
                 r#""health":"degraded","healthySeconds":0,"heartbeatAgeSeconds":3,"#,
-                r#""lastHeartbeatAt":"2026-11-28T12:00:00Z","message":"slow","name":"web","#,
-                r#""ready":null,"rollout":null}]}"#
+                r#""lastHeartbeatAt":"2026-11-28T12:00:00Z","lastTermination":null,"message":"slow","name":"web","#,
+                r#""ready":null,"reason":"CrashLoopBackOff","reasonMessage":"back-off 40s","#,
+                r#""replicas":null,"restarts":3,"rollout":null}]}"#
             )
         );
+    }
+
+    #[test]
+    fn the_table_shows_why_a_workload_is_down_and_how_the_node_is() {
+        let (mut s, t0) = state();
+        s.workloads
+            .record("web", Reported::Healthy, "serving", t0, UNIX_EPOCH)
+            .unwrap();
+        s.node = crate::node::view::NodeView::new(Some("edge-1".into()), t0);
+        s.node.set_object(Ok(Some(
+            serde_json::from_value(serde_json::json!({"status": {
+                "conditions": [{"type": "Ready", "status": "True"},
+                               {"type": "DiskPressure", "status": "True"}],
+                "nodeInfo": {"kubeletVersion": "v1.31.4+k3s1"}}}))
+            .unwrap(),
+        )));
+        s.node.observe(sample(), t0);
+        s.diagnoses.insert(
+            "web".into(),
+            crate::pods::Diagnosis {
+                restarts: 7,
+                reason: Some("CrashLoopBackOff".into()),
+                message: Some("back-off 5m0s".into()),
+                last_termination: None,
+            },
+        );
+        let out = text(&s, t0 + Duration::from_secs(3), UNIX_EPOCH);
+        let node = out.lines().nth(2).unwrap();
+        assert!(
+            node.starts_with(
+                "node edge-1  kubelet v1.31.4+k3s1  Ready=True DiskPressure  cpu 12.5% healthy"
+            ),
+            "{out}"
+        );
+        let header = out.lines().find(|l| l.starts_with("WORKLOAD")).unwrap();
+        let row = out.lines().find(|l| l.starts_with("web")).unwrap();
+        let column = |name: &str| {
+            let at = header.find(name).unwrap();
+            row[at..].split("  ").next().unwrap().trim().to_string()
+        };
+        assert_eq!(column("REASON"), "CrashLoopBackOff");
+        assert_eq!(column("RESTARTS"), "7");
+        // The reason's message, not the last heartbeat's.
+        assert!(row.ends_with("back-off 5m0s"), "{row}");
+
+        s.node.set_object(Err(crate::kube::KubeError::Api {
+            code: 403,
+            reason: "Forbidden".into(),
+            message: "nodes \"edge-1\" is forbidden".into(),
+            retry_after: None,
+        }));
+        let out = text(&s, t0 + Duration::from_secs(3), UNIX_EPOCH);
+        assert!(out.contains("node: not allowed to get Node edge-1: the ClusterRole workload-manager-node-reader"), "{out}");
     }
 
     #[test]

@@ -26,6 +26,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_workload-manager");
 /// The namespace, and the name of the Deployment, container, ServiceAccount,
 /// Role, RoleBinding, Service and NetworkPolicy.
 const NAME: &str = "workload-manager";
+/// The ClusterRole (get on nodes) and its binding.
+const NODE_READER: &str = "workload-manager-node-reader";
 const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// WM_HTTP_TIMEOUT's default, in seconds: the longest the main loop (which
 /// answers the probes) can be inside one outbound call.
@@ -232,6 +234,7 @@ fn environment(objects: &[Value]) -> BTreeMap<String, String> {
             match e["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
                 Some("metadata.name") => POD_NAME.to_string(),
                 Some("metadata.namespace") => NAME.to_string(),
+                Some("spec.nodeName") => "edge-1".to_string(),
                 _ => panic!("unexpected env source: {e}"),
             }
         };
@@ -288,6 +291,8 @@ fn renders_exactly_the_expected_objects_all_in_the_managers_namespace() {
         ("Deployment", NAME),
         ("Service", NAME),
         ("NetworkPolicy", NAME),
+        ("ClusterRole", NODE_READER),
+        ("ClusterRoleBinding", NODE_READER),
     ]
     .iter()
     .map(|(k, n)| (k.to_string(), n.to_string()))
@@ -296,12 +301,13 @@ fn renders_exactly_the_expected_objects_all_in_the_managers_namespace() {
     assert_eq!(objects.len(), want.len(), "an object is rendered twice");
     for o in objects {
         let kind = o["kind"].as_str().unwrap();
-        assert!(
-            !kind.starts_with("Cluster"),
-            "nothing cluster-wide: {kind} {}",
-            o["metadata"]["name"]
-        );
-        if kind != "Namespace" {
+        if kind.starts_with("Cluster") {
+            assert_eq!(
+                o["metadata"]["name"], NODE_READER,
+                "nothing cluster-wide but the Node reader: {kind}"
+            );
+            assert!(o["metadata"].get("namespace").is_none(), "{kind}");
+        } else if kind != "Namespace" {
             assert_eq!(
                 o["metadata"]["namespace"], NAME,
                 "{kind} in another namespace"
@@ -335,7 +341,24 @@ fn role_grants_exactly_what_the_code_calls_in_its_own_namespace() {
     for verb in ["get", "create", "update"] {
         want.insert(format!("leases.coordination.k8s.io: {verb}"));
     }
+    want.insert("pods.: list".to_string());
     assert_eq!(granted, want);
+
+    // Cluster-wide: get on nodes, nothing else.
+    let cluster_role = object(objects, "ClusterRole", NODE_READER);
+    assert_eq!(
+        cluster_role["rules"],
+        serde_json::json!([{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get"]}])
+    );
+    let cluster_binding = object(objects, "ClusterRoleBinding", NODE_READER);
+    assert_eq!(
+        cluster_binding["roleRef"],
+        serde_json::json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NODE_READER})
+    );
+    assert_eq!(
+        cluster_binding["subjects"],
+        serde_json::json!([{"kind": "ServiceAccount", "name": NAME, "namespace": NAME}])
+    );
 
     let binding = object(objects, "RoleBinding", NAME);
     assert_eq!(
@@ -495,6 +518,12 @@ fn every_variable_is_documented_and_the_key_comes_from_the_secret() {
     assert_eq!(
         env_entry(objects, "POD_NAME")["valueFrom"]["fieldRef"]["fieldPath"],
         "metadata.name"
+    );
+
+    // NODE_NAME from the downward API (its Node's conditions in reports).
+    assert_eq!(
+        env_entry(objects, "NODE_NAME")["valueFrom"]["fieldRef"]["fieldPath"],
+        "spec.nodeName"
     );
 
     // The key: only as a file, from the Secret, mounted read-only.

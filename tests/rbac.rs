@@ -1,8 +1,10 @@
-//! The Role in manifests/ grants exactly the verbs the code uses: the real
-//! binary runs every kind of call it makes (create, version change, delete,
-//! leader election, a self-update that is rolled back) against the fake
+//! The Role and the ClusterRole in manifests/ grant exactly the verbs the
+//! code uses: the real binary runs every kind of call it makes (create,
+//! version change, delete, leader election, a self-update that is rolled
+//! back, the report window's reads of pods and of its Node) against the fake
 //! Kubernetes API, and the calls in the fake's log, as RBAC verbs, must
-//! equal the Role's rules.
+//! equal the rules: the Role's in the namespace, the ClusterRole's at the
+//! cluster scope.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -14,13 +16,29 @@ use wm_testkit::s3::FakeS3;
 
 const BIN: &str = env!("CARGO_BIN_EXE_workload-manager");
 
-/// (API group, resource, verb) for one logged request.
-fn verb(method: &str, path: &str) -> Option<(String, String, String)> {
+/// Where a rule applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Scope {
+    Namespace,
+    Cluster,
+}
+
+/// (scope, API group, resource, verb) for one logged request.
+fn verb(method: &str, path: &str) -> Option<(Scope, String, String, String)> {
+    let path = path.split('?').next().unwrap_or_default();
     let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    // apis/{group}/{version}/namespaces/{ns}/{resource}[/{name}]
-    let (group, resource, named) = match parts.as_slice() {
-        ["apis", group, _, "namespaces", _, resource] => (*group, *resource, false),
-        ["apis", group, _, "namespaces", _, resource, _] => (*group, *resource, true),
+    // apis/{group}/{version}/namespaces/{ns}/{resource}[/{name}], api/v1/… for the core group
+    let (scope, group, resource, named) = match parts.as_slice() {
+        ["apis", group, _, "namespaces", _, resource] => {
+            (Scope::Namespace, *group, *resource, false)
+        }
+        ["apis", group, _, "namespaces", _, resource, _] => {
+            (Scope::Namespace, *group, *resource, true)
+        }
+        ["api", _, "namespaces", _, resource] => (Scope::Namespace, "", *resource, false),
+        ["api", _, "namespaces", _, resource, _] => (Scope::Namespace, "", *resource, true),
+        ["api", _, resource] => (Scope::Cluster, "", *resource, false),
+        ["api", _, resource, _] => (Scope::Cluster, "", *resource, true),
         _ => return None,
     };
     let verb = match (method, named) {
@@ -32,20 +50,33 @@ fn verb(method: &str, path: &str) -> Option<(String, String, String)> {
         ("DELETE", true) => "delete",
         _ => return None,
     };
-    Some((group.to_string(), resource.to_string(), verb.to_string()))
+    Some((
+        scope,
+        group.to_string(),
+        resource.to_string(),
+        verb.to_string(),
+    ))
 }
 
-fn role_rules() -> BTreeSet<(String, String, String)> {
-    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/manifests/role.yaml"))
-        .expect("manifests/role.yaml");
-    let role: Value = serde_norway::from_str(&text).expect("the Role is YAML");
-    assert_eq!(role["kind"], "Role");
+/// The rules of manifests/role.yaml (namespaced) and clusterrole.yaml.
+fn granted() -> BTreeSet<(Scope, String, String, String)> {
+    let mut out = rules("role.yaml", "Role", Scope::Namespace);
+    out.extend(rules("clusterrole.yaml", "ClusterRole", Scope::Cluster));
+    out
+}
+
+fn rules(file: &str, kind: &str, scope: Scope) -> BTreeSet<(Scope, String, String, String)> {
+    let path = format!("{}/manifests/{file}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).expect("the manifest");
+    let role: Value = serde_norway::from_str(&text).expect("the role is YAML");
+    assert_eq!(role["kind"], kind);
     let mut out = BTreeSet::new();
     for rule in role["rules"].as_array().expect("rules") {
         for group in rule["apiGroups"].as_array().expect("apiGroups") {
             for resource in rule["resources"].as_array().expect("resources") {
                 for verb in rule["verbs"].as_array().expect("verbs") {
                     out.insert((
+                        scope,
                         group.as_str().unwrap().to_string(),
                         resource.as_str().unwrap().to_string(),
                         verb.as_str().unwrap().to_string(),
@@ -86,7 +117,8 @@ fn the_role_grants_exactly_what_the_code_calls() {
             ("WM_UPDATE_S3_ENDPOINT", endpoint.as_str()),
             ("WM_UPDATE_S3_REGION", region.as_str()),
             ("WM_UPDATE_INTERVAL", "1s"),
-            ("WM_REPORT_INTERVAL", "1h"),
+            ("WM_REPORT_INTERVAL", "1s"),
+            ("NODE_NAME", "edge-1"),
         ],
     );
     wait_for("both created", Duration::from_secs(30), || {
@@ -116,6 +148,12 @@ fn the_role_grants_exactly_what_the_code_calls() {
                 .map(|_| ())
         },
     );
+    wait_for("a report window's reads", Duration::from_secs(30), || {
+        let log = node.kube.log();
+        (log.iter().any(|r| r.path.starts_with("/api/v1/nodes/"))
+            && log.iter().any(|r| r.path.contains("/pods")))
+        .then_some(())
+    });
     wait_for("a Lease renewal", Duration::from_secs(30), || {
         node.kube
             .log()
@@ -129,6 +167,9 @@ fn the_role_grants_exactly_what_the_code_calls() {
         .iter()
         .filter_map(|r| verb(&r.method, &r.path))
         .collect();
-    let granted = role_rules();
-    assert_eq!(used, granted, "calls made vs the Role's rules");
+    assert_eq!(
+        used,
+        granted(),
+        "calls made vs the rules of the Role and the ClusterRole"
+    );
 }

@@ -25,6 +25,8 @@ pub struct Context<'a> {
     pub config: &'a Config,
     /// The self-update file's client; `None` when self-update is off.
     pub s3: Option<&'a Result<crate::s3::S3, String>>,
+    /// The kernel's view of the node, sampled once per report window.
+    pub host: &'a mut crate::node::proc::Host,
     pub now: Instant,
     /// Boot time (counts suspended time): what the Lease is judged by.
     pub boot: std::time::Duration,

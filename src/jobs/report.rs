@@ -1,28 +1,103 @@
-//! The report job: closes report windows and delivers the outbox.
+//! The report job: reads what explains the node's health, closes the report
+//! window and delivers the outbox.
 
 use super::{Context, Done, Job, Step};
+use crate::kube::KubeError;
 use crate::report;
 
-/// Report: once per report window, closes the window into a report in the
-/// outbox; then delivers the outbox, oldest first, a batch per step. A retry
-/// after a failure only delivers.
+/// Report: once per report window, reads the Node, the managed Deployments
+/// and the namespace's pods (one call each, a step each; see
+/// `report::diagnose`), samples the kernel, closes the window into a report
+/// in the outbox; then delivers the outbox, oldest first, a batch per step.
+/// A retry after a failure only delivers. A Kubernetes read that fails
+/// leaves its fields null in this window's report; it never holds the
+/// report back.
 #[derive(Default)]
 pub(super) struct Report {
+    phase: Phase,
     delivered: usize,
+    /// The managed Deployments read in this run, for the pod step.
+    deployments: Option<Vec<crate::kube::Deployment>>,
+}
+
+#[derive(Default, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Is a window due? Then read the Node.
+    #[default]
+    Node,
+    Deployments,
+    Pods,
+    Close,
+    Deliver,
 }
 
 impl Job for Report {
     fn step(&mut self, cx: &mut Context<'_>) -> Step {
-        let window_due =
-            cx.state.workloads.window_age(cx.now) >= cx.config.report_interval.mul_f64(0.9);
-        if window_due && self.delivered == 0 {
-            let report = report::close_window(cx.state, cx.now, cx.wall);
-            if let Err(e) = cx.state.outbox.push(report) {
-                log::warn!(
-                    "cannot write the outbox to disk (the report stays queued in memory): {e}"
-                );
+        match self.phase {
+            Phase::Node => {
+                let due =
+                    cx.state.workloads.window_age(cx.now) >= cx.config.report_interval.mul_f64(0.9);
+                if !due {
+                    self.phase = Phase::Deliver;
+                    return self.deliver(cx);
+                }
+                self.phase = Phase::Deployments;
+                let Some(name) = cx.state.node.name.clone() else {
+                    return Step::Continue;
+                };
+                let got = cx.kube.get_node(&name, cx.now);
+                if let Err(e @ KubeError::Unreachable(_)) = &got {
+                    // The next reads of this window would only wait as long.
+                    report::no_diagnoses(cx.state, format!("cannot list pods: {e}"));
+                    self.phase = Phase::Close;
+                }
+                cx.state.node.set_object(got);
+                Step::Continue
             }
+            Phase::Deployments => {
+                self.phase = Phase::Pods;
+                match cx.kube.list_managed(cx.now) {
+                    Ok(list) => {
+                        report::refresh_views(cx.state, &list);
+                        self.deployments = Some(list);
+                    }
+                    Err(e) => {
+                        report::no_diagnoses(cx.state, format!("cannot list Deployments: {e}"));
+                        self.phase = Phase::Close;
+                    }
+                }
+                Step::Continue
+            }
+            Phase::Pods => {
+                self.phase = Phase::Close;
+                let Some(deployments) = self.deployments.take() else {
+                    return Step::Continue;
+                };
+                match cx.kube.list_pods(cx.now) {
+                    Ok(pods) => report::diagnose(cx.state, &deployments, &pods.items),
+                    Err(e) => report::no_diagnoses(cx.state, format!("cannot list pods: {e}")),
+                }
+                Step::Continue
+            }
+            Phase::Close => {
+                let sample = cx.host.sample();
+                cx.state.node.observe(sample, cx.now);
+                let report = report::close_window(cx.state, cx.now, cx.wall);
+                if let Err(e) = cx.state.outbox.push(report) {
+                    log::warn!(
+                        "cannot write the outbox to disk (the report stays queued in memory): {e}"
+                    );
+                }
+                self.phase = Phase::Deliver;
+                Step::Continue
+            }
+            Phase::Deliver => self.deliver(cx),
         }
+    }
+}
+
+impl Report {
+    fn deliver(&mut self, cx: &mut Context<'_>) -> Step {
         if cx.state.outbox.is_empty() {
             return Done::ok(format!(
                 "{} report(s) delivered; none queued",
