@@ -848,6 +848,95 @@ fn kwok_plays_crash_looping_and_never_ready_pods() {
     });
 }
 
+/// The manager's own diagnosis of those pods, through the Role and the
+/// ClusterRole we ship: the reason of kubectl's STATUS column, restarts and
+/// the last termination for a crash loop, the image-pull reason for an image
+/// that does not exist, and its Node's conditions and kubelet version. Then
+/// without the ClusterRoleBinding: the Node's fields are null with a reason,
+/// and the pods are still explained.
+#[test]
+fn the_report_says_why_workloads_are_down_on_the_real_cluster() {
+    let Some(e) = E2e::new("diagnose") else { return };
+    for (name, img) in [
+        ("crash", "registry.example/crashloop:1"),
+        ("nopull", "registry.example/no-such-image:1"),
+        ("web", "registry.example/web:1"),
+    ] {
+        e.backend.put_manifest(name, "1", sample_manifest(name, img));
+    }
+    e.backend
+        .set_workloads(TEST_ADDRESS, &[("crash", "1"), ("nopull", "1"), ("web", "1")]);
+    let m = e.start(&[("WM_REPORT_INTERVAL", "2s"), ("NODE_NAME", "edge-1")]);
+    let workload = |v: &Value, name: &str| -> Value {
+        v["workloads"]
+            .as_array()
+            .and_then(|ws| ws.iter().find(|w| w["name"] == name).cloned())
+            .unwrap_or_default()
+    };
+    let v = wait_for("every workload explained", Duration::from_secs(90), || {
+        let v: Value = serde_json::from_str(&m.get("/v1/status").body).ok()?;
+        let crash = workload(&v, "crash");
+        let nopull = workload(&v, "nopull");
+        let web = workload(&v, "web");
+        (crash["reason"] == "CrashLoopBackOff"
+            && nopull["reason"].is_string()
+            && web["replicas"]["ready"] == 1)
+            .then_some(v)
+    });
+    let crash = workload(&v, "crash");
+    assert_eq!(crash["replicas"], json!({"desired": 1, "ready": 0}), "{crash}");
+    assert_eq!(crash["restarts"], 3, "{crash}");
+    assert!(
+        crash["reasonMessage"].as_str().unwrap_or_default().contains("back-off"),
+        "{crash}"
+    );
+    assert_eq!(crash["lastTermination"]["reason"], "Error", "{crash}");
+    assert_eq!(crash["lastTermination"]["exitCode"], 1, "{crash}");
+    let nopull = workload(&v, "nopull");
+    assert!(
+        ["ErrImagePull", "ImagePullBackOff"].contains(&nopull["reason"].as_str().unwrap_or_default()),
+        "{nopull}"
+    );
+    let web = workload(&v, "web");
+    assert_eq!(web["reason"], Value::Null, "{web}");
+    assert_eq!(web["restarts"], 0, "{web}");
+    let node = &v["node"];
+    assert_eq!(node["name"], "edge-1", "{node}");
+    assert_eq!(node["conditions"]["Ready"], "True", "{node}");
+    assert!(node["kubelet"].is_string(), "{node}");
+    assert_eq!(node["error"], Value::Null, "{node}");
+    assert!(node["bootId"].is_string() && node["memory"]["totalBytes"].as_u64() > Some(0), "{node}");
+    let text = m.get("/v1/status?format=text").body;
+    assert!(text.contains("CrashLoopBackOff") && text.contains("node edge-1"), "{text}");
+    // The reports carry the same.
+    let last = wait_for("a report with the Node", Duration::from_secs(30), || {
+        e.backend
+            .reports()
+            .into_iter()
+            .rev()
+            .find(|r| r.report["node"]["name"] == "edge-1")
+    });
+    let crash_reported = workload(&last.report, "crash");
+    assert_eq!(crash_reported["reason"], "CrashLoopBackOff", "{crash_reported}");
+    assert_no_refused_calls(&e);
+
+    // Without the ClusterRoleBinding: a clear reason, pods still explained.
+    let binding = wm_testkit::cluster::cluster_scoped_name(&json!("workload-manager-node-reader"), &e.ns.name);
+    e.ns.cp.kubectl(&["delete", "clusterrolebinding", &binding], None);
+    let v = wait_for("the Node forbidden", Duration::from_secs(60), || {
+        let v: Value = serde_json::from_str(&m.get("/v1/status").body).ok()?;
+        v["node"]["error"].is_string().then_some(v)
+    });
+    let node = &v["node"];
+    assert!(
+        node["error"].as_str().unwrap_or_default().contains("not allowed to get Node edge-1"),
+        "{node}"
+    );
+    assert_eq!(node["conditions"], Value::Null, "{node}");
+    assert_eq!(node["name"], Value::Null, "{node}");
+    assert_eq!(workload(&v, "crash")["reason"], "CrashLoopBackOff");
+}
+
 /// Every kind of call the manager makes, through its own client, with each
 /// answer written down as the manager sees it (status code, reason, message;
 /// or what it reads of the object). Run on the real API server and on the

@@ -192,8 +192,15 @@ pub fn rendered_manifests(cp: &ControlPlane, namespace: &str) -> Vec<Value> {
             _ => vec![o],
         })
         .map(|mut o| {
-            if o["kind"] == "Namespace" {
+            let kind = o["kind"].as_str().unwrap_or_default().to_string();
+            if kind == "Namespace" {
                 o["metadata"]["name"] = json!(namespace);
+            } else if kind.starts_with("Cluster") {
+                // Cluster-scoped: one of its own per test namespace.
+                o["metadata"]["name"] = json!(cluster_scoped_name(&o["metadata"]["name"], namespace));
+                if o["roleRef"]["kind"] == "ClusterRole" {
+                    o["roleRef"]["name"] = json!(cluster_scoped_name(&o["roleRef"]["name"], namespace));
+                }
             } else {
                 o["metadata"]["namespace"] = json!(namespace);
             }
@@ -205,6 +212,11 @@ pub fn rendered_manifests(cp: &ControlPlane, namespace: &str) -> Vec<Value> {
             o
         })
         .collect()
+}
+
+/// A cluster-scoped object's name for the test namespace `namespace`.
+pub fn cluster_scoped_name(name: &Value, namespace: &str) -> String {
+    format!("{}-{namespace}", name.as_str().unwrap_or_default())
 }
 
 /// The repository's `manifests/` directory.
@@ -386,5 +398,14 @@ impl Drop for Namespace {
         let _ = self
             .cp
             .kubectl_output(&["delete", "namespace", &self.name, "--wait=false"], None);
+        let own = |kind: &str| {
+            let name = cluster_scoped_name(&json!("workload-manager-node-reader"), &self.name);
+            let _ = self.cp.kubectl_output(
+                &["delete", kind, &name, "--wait=false", "--ignore-not-found"],
+                None,
+            );
+        };
+        own("clusterrolebinding");
+        own("clusterrole");
     }
 }
