@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
-use wm_testkit::kube::FakeKube;
+use wm_testkit::kube::{FakeKube, PodScenario};
 
 mod kube_support;
 
@@ -107,4 +107,45 @@ fn kubectl_gets_applies_and_deletes() {
     assert!(ok, "kubectl delete failed: {out}{err}");
     assert!(out.contains("deployment.apps \"web\" deleted"), "{out}");
     assert!(kube.deployment("web").is_none());
+}
+
+#[test]
+fn kubectl_gets_pods_and_the_node() {
+    if kubectl_path().is_none() {
+        wm_testkit::proc::skip_outside_ci("kubectl is not installed (none on PATH, KUBECTL unset)");
+        return;
+    }
+    let kube = FakeKube::start();
+    kube.set_pod_scenario("web", PodScenario::CrashLoop { restarts: 7 });
+    kube.put_deployment_raw("kubectl", kube_support::deployment("web", "nginx:1.27"));
+    kube.settle();
+
+    let (ok, out, err) = kubectl(&kube, &["get", "pods", "-o", "json"], None);
+    assert!(ok, "kubectl get pods -o json failed: {out}{err}");
+    let got: Value = serde_json::from_str(&out).unwrap();
+    let items = got["items"].as_array().unwrap();
+    assert_eq!(items.len(), 1);
+    // kubectl puts kind and apiVersion back on each item and hides managedFields.
+    let mut stored = kube.pods_of("web").remove(0);
+    stored["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("managedFields");
+    assert_eq!(items[0], stored);
+    let waiting = &items[0]["status"]["containerStatuses"][0]["state"]["waiting"];
+    assert_eq!(waiting["reason"], "CrashLoopBackOff");
+
+    let (ok, out, err) = kubectl(&kube, &["get", "node", "edge-1", "-o", "json"], None);
+    assert!(ok, "kubectl get node failed: {out}{err}");
+    let node: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(node["status"]["nodeInfo"]["kubeletVersion"], "v1.31.4+k3s1");
+
+    // Both types map (discovery); listing nodes is not granted.
+    let (ok, out, err) = kubectl(&kube, &["get", "pods,nodes"], None);
+    assert!(!ok);
+    assert!(out.contains("web-"), "{out}");
+    assert!(
+        err.contains("nodes is forbidden: User \"system:serviceaccount:wm:workload-manager\" cannot list resource \"nodes\""),
+        "{err}"
+    );
 }

@@ -1,6 +1,13 @@
 //! Request handling after framing: authentication (bearer token),
-//! authorization (a namespaced RBAC Role over Deployments and Leases),
-//! discovery, and dispatch to the resource handlers.
+//! authorization (the manager's RBAC: a namespaced Role over Deployments,
+//! Leases and, read-only, Pods; a ClusterRole with `get` on Nodes), discovery,
+//! and dispatch to the resource handlers. Pods and Nodes are only read
+//! through HTTP (the fake's controllers write them).
+//!
+//! Authorization comes before routing, as in the real API server: what the
+//! ServiceAccount may not do is 403 Forbidden (e.g. `list nodes`, `watch
+//! pods`, `delete pods`, `pods/log`), what it may do but is no route is 404
+//! (a Node under `/namespaces/{ns}/`), as the v1.36 control plane answered.
 
 use serde_json::Value;
 
@@ -8,6 +15,8 @@ use super::deployments::DEPLOYMENTS;
 use super::discovery;
 use super::faults::status_response;
 use super::leases::LEASES;
+use super::nodes::NODES;
+use super::pods::PODS;
 use super::resource::{self, ResourceType, WriteCtx};
 use super::selector::Selector;
 use super::state::Shared;
@@ -67,6 +76,21 @@ fn verb(method: &str, has_name: bool, watch: bool) -> String {
         (other, _) => return other.to_ascii_lowercase(),
     }
     .into()
+}
+
+/// Whether the ServiceAccount may `verb` the target: the manager's Role in
+/// its namespace (Deployments and their status, Leases; `get` and `list` on
+/// Pods) and its ClusterRole (`get` on Nodes, which a ClusterRoleBinding
+/// grants in every namespace too), unless the nodes grant was removed.
+fn authorized(t: &Target, verb: &str, namespace: &str, nodes_denied: bool) -> bool {
+    let in_namespace = t.namespace == Some(namespace);
+    match (t.group, t.resource, t.subresource) {
+        ("apps", "deployments", None | Some("status")) => in_namespace,
+        ("coordination.k8s.io", "leases", None) => in_namespace,
+        ("", "pods", None) => in_namespace && matches!(verb, "get" | "list"),
+        ("", "nodes", None) => !nodes_denied && verb == "get",
+        _ => false,
+    }
 }
 
 /// Who sent `req`: `Some("")` for the ServiceAccount's token, the label of
@@ -141,18 +165,8 @@ fn respond(shared: &Shared, req: &Request) -> Result<Response, ApiError> {
 
     let watch = matches!(param("watch"), Some("true" | "1"));
     let verb = verb(&req.method, t.name.is_some(), watch);
-    let rt: Option<&ResourceType> = match (t.group, t.resource) {
-        ("apps", "deployments") => Some(&DEPLOYMENTS),
-        ("coordination.k8s.io", "leases") => Some(&LEASES),
-        _ => None,
-    };
-    let allowed = rt.is_some()
-        && t.namespace == Some(cfg.namespace.as_str())
-        && match t.subresource {
-            None => true,
-            Some(sub) => sub == "status" && rt.is_some_and(|r| r.has_status),
-        };
-    if !allowed {
+    let nodes_denied = shared.lock().nodes_denied;
+    if !authorized(&t, &verb, &cfg.namespace, nodes_denied) {
         let resource = match t.subresource {
             Some(sub) => format!("{}/{sub}", t.resource),
             None => t.resource.to_string(),
@@ -172,8 +186,16 @@ fn respond(shared: &Shared, req: &Request) -> Result<Response, ApiError> {
             &reason,
         ));
     }
-    let rt = rt.unwrap_or(&DEPLOYMENTS);
-    if t.version != rt.version {
+    let rt: &ResourceType = match (t.group, t.resource) {
+        ("apps", "deployments") => &DEPLOYMENTS,
+        ("coordination.k8s.io", "leases") => &LEASES,
+        ("", "pods") => &PODS,
+        ("", "nodes") => &NODES,
+        _ => return Err(status::not_found_path()),
+    };
+    // A cluster-scoped resource under a namespace (authorized: the
+    // ClusterRoleBinding holds in every namespace) is no route.
+    if t.version != rt.version || rt.namespaced != t.namespace.is_some() {
         return Err(status::not_found_path());
     }
     if watch {

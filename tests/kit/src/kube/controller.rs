@@ -1,17 +1,23 @@
 //! A simulated Deployment controller and garbage collector.
 //!
-//! After `controller_delay` from a generation change, a Deployment's status
-//! follows its spec the way the real controller reports it (the shapes
-//! `kubectl rollout status` reads): `observedGeneration`, replica counts
-//! (zero counts omitted, but `terminatingReplicas` always there), `Available` and `Progressing` conditions, and the
-//! `deployment.kubernetes.io/revision` annotation. A rollout whose template
-//! uses an image marked broken never becomes available: its new ReplicaSet
-//! is scaled as far as the RollingUpdate strategy allows next to the old
-//! pods, and after `progress_deadline` `Progressing` turns False with
-//! `ProgressDeadlineExceeded`.
+//! After `controller_delay` from a generation change, a Deployment's pods
+//! follow its spec ([`super::replicaset`] creates and deletes them and has
+//! the node write their status) and its status follows its pods the way the
+//! real controller reports it (the shapes `kubectl rollout status` reads):
+//! `observedGeneration`, replica counts from the pods' readiness (zero
+//! counts omitted, but `terminatingReplicas` always there), `Available` and
+//! `Progressing` conditions, and the `deployment.kubernetes.io/revision`
+//! annotation. A rollout whose pods never become ready (an image marked
+//! broken, a not-ready [`super::kubelet::PodScenario`]) never completes: its
+//! new ReplicaSet is scaled as far as the RollingUpdate strategy allows next
+//! to the old ready pods, and after `progress_deadline` `Progressing` turns
+//! False with `ProgressDeadlineExceeded`. Pods of a completed rollout that
+//! turn unready later make the Deployment unavailable; `Progressing` stays
+//! `NewReplicaSetAvailable`, as for real.
 //!
 //! Objects deleted with `Foreground` or `Orphan` propagation disappear
-//! `controller_delay` after their deletion.
+//! `controller_delay` after their deletion; a Deployment's pods go with it
+//! (but stay after `Orphan`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -21,6 +27,8 @@ use serde_json::{json, Value};
 use super::clock;
 use super::deployments::DEPLOYMENTS;
 use super::leases::LEASES;
+use super::pods;
+use super::replicaset::{self, Target};
 use super::resource::write_status;
 use super::state::{Config, State};
 
@@ -37,8 +45,8 @@ struct Rollout {
     changed: Instant,
     /// When the current template's rollout began: the progress deadline's start.
     started: Instant,
-    /// Available pods of the last completed rollout.
-    stable: i64,
+    /// The current template's rollout completed (all its pods were ready).
+    completed: bool,
     /// The resourceVersion after the last tick that left nothing pending:
     /// while the object keeps it, there is nothing to do.
     settled: Option<String>,
@@ -48,10 +56,12 @@ struct Rollout {
 #[derive(Debug, Default)]
 pub(crate) struct Controller {
     rollouts: HashMap<String, Rollout>,
-    /// `State::broken_images` changed since the last tick.
-    pub images_changed: bool,
+    /// Broken images or pod scenarios changed since the last tick.
+    pub recheck: bool,
     /// When each deleting object (by uid) was first seen.
     deleting: HashMap<String, Instant>,
+    /// The ReplicaSet controller's and the node's memory of the pods.
+    pub pods: replicaset::Memory,
 }
 
 /// Resolves an int-or-percent (`2`, `"25%"`) against `total`, rounding up or down.
@@ -75,7 +85,7 @@ fn scaled(v: Option<&Value>, total: i64, round_up: bool) -> i64 {
 /// changes at once (broken rollouts still wait for their deadline).
 pub(crate) fn tick(state: &mut State, cfg: &Config, now: Instant, ignore_delay: bool) {
     collect_garbage(state, cfg, now, ignore_delay);
-    let recheck_all = std::mem::take(&mut state.controller.images_changed) || ignore_delay;
+    let recheck_all = std::mem::take(&mut state.controller.recheck) || ignore_delay;
     let mut live = BTreeSet::new();
     let mut work = Vec::new();
     for s in state.store.list(DEPLOYMENTS.resource) {
@@ -126,6 +136,7 @@ pub(crate) fn tick(state: &mut State, cfg: &Config, now: Instant, ignore_delay: 
         .controller
         .rollouts
         .retain(|uid, _| live.contains(uid));
+    replicaset::collect_garbage(state);
 }
 
 /// Removes objects whose Foreground/Orphan deletion is due.
@@ -150,7 +161,17 @@ fn collect_garbage(state: &mut State, cfg: &Config, now: Instant, ignore_delay: 
         }
     }
     for (resource, name) in due {
-        state.store.remove(resource, &name);
+        let Some(gone) = state.store.remove(resource, &name) else {
+            continue;
+        };
+        let meta = &gone.value["metadata"];
+        let orphan = meta["finalizers"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|f| f == "orphan"));
+        if resource == DEPLOYMENTS.resource && orphan {
+            let uid = meta["uid"].as_str().unwrap_or_default().to_string();
+            state.controller.pods.orphaned.insert(uid);
+        }
     }
     state
         .controller
@@ -180,7 +201,7 @@ fn reconcile(
             revision: 0,
             changed: now,
             started: now,
-            stable: 0,
+            completed: false,
             settled: None,
         });
     if r.generation != generation {
@@ -190,23 +211,28 @@ fn reconcile(
             r.template = template.clone();
             r.revision += 1;
             r.started = now;
+            r.completed = false;
         }
     }
     if !ignore_delay && now.duration_since(r.changed) < cfg.controller_delay {
         return (None, true);
     }
-    let images = template["spec"]["containers"]
-        .as_array()
-        .into_iter()
-        .flatten();
-    let init = template["spec"]["initContainers"]
-        .as_array()
-        .into_iter()
-        .flatten();
-    let healthy = images
-        .chain(init)
+    if d.pointer("/metadata/deletionTimestamp").is_some() {
+        // Being deleted (Foreground or Orphan): left as it is until it goes.
+        return (None, false);
+    }
+    let (started, revision, was_completed) = (r.started, r.revision, r.completed);
+
+    let name = d["metadata"]["name"].as_str().unwrap_or_default();
+    let hash = pods::template_hash(&template);
+    let pulls = ["containers", "initContainers"]
+        .iter()
+        .flat_map(|f| template["spec"][*f].as_array().into_iter().flatten())
         .filter_map(|c| c["image"].as_str())
         .all(|i| !state.broken_images.contains(i));
+    let scenario_ready = state.scenarios.get(name).is_none_or(|s| s.ready());
+    // Whether pods of the current template become ready.
+    let healthy = pulls && scenario_ready;
 
     let desired = d["spec"]["replicas"].as_i64().unwrap_or(1);
     let strategy = &d["spec"]["strategy"];
@@ -217,31 +243,42 @@ fn reconcile(
     );
     let max_surge = scaled(strategy.pointer("/rollingUpdate/maxSurge"), desired, true);
     let recreate = strategy["type"] == "Recreate";
-    let (old, new) = if healthy {
-        r.stable = desired;
-        (0, desired)
-    } else if recreate || r.stable == 0 {
-        (0, desired)
+    let old_ready = replicaset::ready_old(state, d, &hash);
+    let target = if healthy || recreate || old_ready == 0 {
+        Target {
+            hash: hash.clone(),
+            current: desired,
+            keep_old: 0,
+        }
     } else {
-        let old = r.stable.min(desired - max_unavailable).max(0);
-        (old, desired.min(max_surge + max_unavailable))
+        // A rollout that cannot finish: the new ReplicaSet is scaled as far
+        // as the RollingUpdate strategy allows next to the old ready pods.
+        Target {
+            hash: hash.clone(),
+            current: desired.min(max_surge + max_unavailable),
+            keep_old: old_ready.min(desired - max_unavailable).max(0),
+        }
     };
-    let available = if healthy { desired } else { old };
-    let replicas = old + new;
+    let counts = replicaset::sync(state, cfg, d, &target, now, ignore_delay);
+    let complete = counts.updated_ready >= desired && counts.replicas == counts.updated;
+    let completed = was_completed || complete;
+    if let Some(r) = state.controller.rollouts.get_mut(uid) {
+        r.completed = completed;
+    }
+    let available = counts.ready;
+    let replicas = counts.replicas;
 
-    let rs = format!(
-        "{}-{}",
-        d["metadata"]["name"].as_str().unwrap_or_default(),
-        clock::short_hash(&template.to_string())
-    );
+    let rs = pods::replica_set(name, &hash);
     let mut timed_out = false;
-    let progressing = if healthy {
+    // Once a template's rollout completed, Progressing keeps saying so
+    // (the real controller's DeploymentTimedOut ignores NewRSAvailableReason).
+    let progressing = if completed {
         (
             "True",
             "NewReplicaSetAvailable",
             format!("ReplicaSet \"{rs}\" has successfully progressed."),
         )
-    } else if now.duration_since(r.started) >= cfg.progress_deadline {
+    } else if now.duration_since(started) >= cfg.progress_deadline {
         timed_out = true;
         (
             "False",
@@ -291,8 +328,8 @@ fn reconcile(
     let mut status = json!({"observedGeneration": generation});
     for (k, v) in [
         ("replicas", replicas),
-        ("updatedReplicas", new),
-        ("readyReplicas", available),
+        ("updatedReplicas", counts.updated),
+        ("readyReplicas", counts.ready),
         ("availableReplicas", available),
         ("unavailableReplicas", (replicas - available).max(0)),
     ] {
@@ -305,15 +342,14 @@ fn reconcile(
     status["terminatingReplicas"] = 0.into();
     status["conditions"] = conditions.into();
 
-    let pending = !healthy && !timed_out;
+    let pending = (!completed && !timed_out) || counts.pending;
     let mut out = d.clone();
     out["status"] = status;
-    let revision = r.revision.to_string();
     let Some(meta) = out["metadata"].as_object_mut() else {
         return (None, pending);
     };
     let annotations = meta.entry("annotations").or_insert_with(|| json!({}));
-    annotations[REVISION] = revision.into();
+    annotations[REVISION] = revision.to_string().into();
     (Some(out), pending)
 }
 

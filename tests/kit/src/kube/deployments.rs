@@ -15,6 +15,7 @@ pub(crate) static DEPLOYMENTS: ResourceType = ResourceType {
     version: "v1",
     resource: "deployments",
     kind: "Deployment",
+    namespaced: true,
     put_creates: false,
     put_requires_rv: false,
     has_status: true,

@@ -1,5 +1,5 @@
 //! Legacy (non-aggregated) discovery documents: `/version`, `/api`,
-//! `/api/v1`, `/apis`, `/apis/{group}` and `/apis/{group}/{version}` for the
+//! `/api/v1` (pods and nodes), `/apis`, `/apis/{group}` and `/apis/{group}/{version}` for the
 //! groups the fake serves, enough for kubectl's REST mapping; and a minimal
 //! OpenAPI v3 (paths and parameters, no schemas) from which kubectl learns
 //! that the server validates fields itself (`fieldValidation`), so that
@@ -50,7 +50,23 @@ pub(crate) fn document(segments: &[&str]) -> Option<Value> {
             "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1"}],
         }),
-        ["api", "v1"] => resource_list("v1", json!([])),
+        // As the v1.36 server lists them (without storageVersionHash).
+        ["api", "v1"] => resource_list(
+            "v1",
+            json!([
+                {"name": "nodes", "singularName": "node", "namespaced": false,
+                 "kind": "Node", "verbs": VERBS, "shortNames": ["no"]},
+                {"name": "nodes/status", "singularName": "", "namespaced": false,
+                 "kind": "Node", "verbs": ["get", "patch", "update"]},
+                {"name": "pods", "singularName": "pod", "namespaced": true,
+                 "kind": "Pod", "verbs": VERBS, "shortNames": ["po"],
+                 "categories": ["all"]},
+                {"name": "pods/log", "singularName": "", "namespaced": true,
+                 "kind": "Pod", "verbs": ["get"]},
+                {"name": "pods/status", "singularName": "", "namespaced": true,
+                 "kind": "Pod", "verbs": ["get", "patch", "update"]},
+            ]),
+        ),
         ["apis"] => json!({
             "kind": "APIGroupList",
             "apiVersion": "v1",

@@ -12,6 +12,7 @@ pub(crate) static LEASES: ResourceType = ResourceType {
     version: "v1",
     resource: "leases",
     kind: "Lease",
+    namespaced: true,
     put_creates: true,
     put_requires_rv: true,
     has_status: false,

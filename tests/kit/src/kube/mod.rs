@@ -1,10 +1,13 @@
 //! A faithful fake Kubernetes API server, in-process, for workload-manager's
 //! tests: apps/v1 Deployments and coordination.k8s.io/v1 Leases in one
-//! namespace, over HTTPS with a per-run CA and a rotatable bearer token,
-//! with the real API server's Status errors, defaults, resourceVersion and
-//! generation rules, the four patch types (server-side apply included), a
-//! simulated Deployment controller, fault injection, a request log, and
-//! enough discovery for the real `kubectl`.
+//! namespace, the Deployments' core/v1 Pods (read-only) and the one Node
+//! they run on (cluster-scoped, `get` only), over HTTPS with a per-run CA
+//! and a rotatable bearer token, with the real API server's Status errors,
+//! defaults, resourceVersion and generation rules, the four patch types
+//! (server-side apply included), RBAC as the manager's Role and ClusterRole
+//! grant it, simulated Deployment and ReplicaSet controllers with a node
+//! that writes pod status per [`PodScenario`], fault injection, a request
+//! log, and enough discovery for the real `kubectl`.
 //!
 //! ```no_run
 //! use wm_testkit::kube::FakeKube;
@@ -14,8 +17,13 @@
 //! # drop(kube);
 //! ```
 //!
-//! What it follows is /work/shared/reference/kubernetes-api-subset.md;
-//! each module's header says which part it owns.
+//! What it follows is /work/shared/reference/kubernetes-api-subset.md,
+//! and where that page says nothing (pods, nodes, RBAC for them) the
+//! v1.36.3 control plane that `.ci/cluster.sh` runs, whose `kubectl get pod
+//! -o json`, `kubectl get node -o json`, raw lists and Status errors were
+//! compared field by field with the fake's (pods.rs, kubelet.rs and nodes.rs
+//! say what was compared and what follows K3S v1.31 instead); each module's
+//! header says which part it owns.
 
 mod api;
 mod clock;
@@ -24,9 +32,13 @@ mod deployments;
 mod discovery;
 mod faults;
 mod fields;
+mod kubelet;
 mod leases;
 mod log;
+mod nodes;
 mod patch;
+mod pods;
+mod replicaset;
 mod resource;
 mod schema;
 mod selector;
@@ -37,7 +49,7 @@ mod store;
 mod tls;
 mod validation;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -49,6 +61,7 @@ use serde_json::Value;
 pub use crate::net::log::{wait_until, Mark};
 pub use controller::rollout_complete;
 pub use faults::{Fault, FaultKind};
+pub use kubelet::PodScenario;
 pub use log::{LoggedBody, LoggedRequest};
 
 use crate::net::log::Log;
@@ -57,6 +70,8 @@ use crate::net::server::Listener;
 use controller::Controller;
 use deployments::DEPLOYMENTS;
 use leases::LEASES;
+use nodes::NODES;
+use pods::PODS;
 use resource::WriteCtx;
 use state::{Config, Shared, State};
 use store::Store;
@@ -68,6 +83,8 @@ pub struct Builder {
     controller_delay: Duration,
     progress_deadline: Duration,
     plain_http: bool,
+    node_name: String,
+    kubelet_version: String,
 }
 
 impl Builder {
@@ -93,6 +110,18 @@ impl Builder {
     /// Plain HTTP without authentication, like `kubectl proxy` serves.
     pub fn plain_http(mut self) -> Builder {
         self.plain_http = true;
+        self
+    }
+
+    /// The name of the one Node, where pods run (default `edge-1`).
+    pub fn node_name(mut self, name: &str) -> Builder {
+        self.node_name = name.to_string();
+        self
+    }
+
+    /// The Node's `status.nodeInfo.kubeletVersion` (default `v1.31.4+k3s1`).
+    pub fn kubelet_version(mut self, version: &str) -> Builder {
+        self.kubelet_version = version.to_string();
         self
     }
 
@@ -138,6 +167,8 @@ impl FakeKube {
             controller_delay: Duration::from_millis(50),
             progress_deadline: Duration::from_secs(1),
             plain_http: false,
+            node_name: "edge-1".into(),
+            kubelet_version: "v1.31.4+k3s1".into(),
         }
     }
 
@@ -164,15 +195,21 @@ impl FakeKube {
             plain_http: b.plain_http,
             controller_delay: b.controller_delay,
             progress_deadline: b.progress_deadline,
+            node_name: b.node_name.clone(),
         };
+        let mut store = Store::new();
+        let node = nodes::object(&b.node_name, &b.kubelet_version);
+        store.put(NODES.resource, &b.node_name, store::Stored::new(node));
         let state = State {
-            store: Store::new(),
+            store,
             token,
             extra_tokens: Vec::new(),
             latency: Duration::ZERO,
             faults: Vec::new(),
             log: Log::default(),
             broken_images: BTreeSet::new(),
+            scenarios: BTreeMap::new(),
+            nodes_denied: false,
             controller: Controller::default(),
         };
         let shared = Arc::new(Shared::new(cfg, tls, state));
@@ -316,11 +353,78 @@ impl FakeKube {
         self.shared.lock().faults.clear();
     }
 
-    /// Pods using this exact image reference (e.g. `"repo:tag"`) never become ready.
+    /// Pulling this exact image reference (e.g. `"repo:tag"`) fails: its
+    /// containers wait in `ErrImagePull`, then (after `controller_delay`) in
+    /// `ImagePullBackOff`, and their pods never become ready.
     pub fn mark_broken_image(&self, image: &str) {
         let mut st = self.shared.lock();
         st.broken_images.insert(image.to_string());
-        st.controller.images_changed = true;
+        st.controller.recheck = true;
+    }
+
+    /// How the pods of `deployment`'s current template behave from now on
+    /// (also before it exists); [`PodScenario::Ready`] restores the default.
+    /// Pods of older templates keep their status. The Deployment's status
+    /// follows the pods' readiness.
+    pub fn set_pod_scenario(&self, deployment: &str, s: PodScenario) {
+        let mut st = self.shared.lock();
+        st.scenarios.insert(deployment.to_string(), s);
+        st.controller.recheck = true;
+    }
+
+    /// All pods, as the list returns them (ordered by name).
+    pub fn pods(&self) -> Vec<Value> {
+        let st = self.shared.lock();
+        st.store
+            .list(PODS.resource)
+            .map(|s| s.value.clone())
+            .collect()
+    }
+
+    /// The pods whose controller (a ReplicaSet `<deployment>-<hash>`) belongs
+    /// to `deployment`, ordered by name.
+    pub fn pods_of(&self, deployment: &str) -> Vec<Value> {
+        self.pods()
+            .into_iter()
+            .filter(|p| pods::owner(p).is_some_and(|(d, _, _)| d == deployment))
+            .collect()
+    }
+
+    /// The Node's name (`NODE_NAME` for the manager).
+    pub fn node_name(&self) -> &str {
+        &self.shared.cfg.node_name
+    }
+
+    /// The Node, as `GET /api/v1/nodes/{name}` returns it.
+    pub fn node(&self) -> Value {
+        let st = self.shared.lock();
+        st.store
+            .get(NODES.resource, &self.shared.cfg.node_name)
+            .map(|s| s.value.clone())
+            .expect("the fake's Node is never deleted")
+    }
+
+    /// Sets a Node condition (`MemoryPressure`, `DiskPressure`, `PIDPressure`
+    /// or `Ready`) to `True`, `False` or `Unknown` with the reason and message
+    /// its writer uses. Panics for another condition type.
+    pub fn set_node_condition(&self, kind: &str, status: &str) {
+        let mut st = self.shared.lock();
+        let name = &self.shared.cfg.node_name;
+        let Some(stored) = st.store.get(NODES.resource, name).cloned() else {
+            panic!("set_node_condition: the Node {name:?} is gone");
+        };
+        let mut stored = stored;
+        if !nodes::set_condition(&mut stored.value, kind, status) {
+            panic!("set_node_condition: a Node has no condition {kind:?}");
+        }
+        st.store.put(NODES.resource, name, stored);
+    }
+
+    /// `true` removes the ClusterRoleBinding that lets the ServiceAccount
+    /// `get` nodes: such requests answer the real 403 Forbidden Status;
+    /// `false` grants it again.
+    pub fn deny_nodes(&self, denied: bool) {
+        self.shared.lock().nodes_denied = denied;
     }
 
     /// Runs the controller now, observing pending changes without the delay.

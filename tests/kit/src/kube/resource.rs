@@ -24,6 +24,8 @@ pub(crate) struct ResourceType {
     /// The plural resource name, as in URLs and `Status.details.kind`.
     pub resource: &'static str,
     pub kind: &'static str,
+    /// Lives in a namespace (false: cluster-scoped, like Nodes).
+    pub namespaced: bool,
     /// PUT on an absent object creates it (201) instead of 404.
     pub put_creates: bool,
     /// PUT without `metadata.resourceVersion` is 422 instead of unconditional.
@@ -47,13 +49,13 @@ impl ResourceType {
         }
     }
 
-    /// `deployments.apps`.
+    /// `deployments.apps`, or just `pods` in the core group.
     pub fn qualified_resource(&self) -> String {
-        format!("{}.{}", self.resource, self.group)
+        status::qualified(self.resource, self.group)
     }
 
     fn invalid(&self, name: &str, errs: &[FieldError]) -> ApiError {
-        let qualified_kind = format!("{}.{}", self.kind, self.group);
+        let qualified_kind = status::qualified(self.kind, self.group);
         status::invalid(&qualified_kind, self.group, self.kind, name, errs)
     }
 }
@@ -403,6 +405,18 @@ pub(crate) fn create(
     check_namespace(&v, ctx.namespace)?;
     let name = create_name(rt, &mut v)?;
     create_object(store, rt, ctx, &name, v, Ownership::Update)
+}
+
+/// A create by a controller of the fake itself (no HTTP request, no log
+/// entry), through the same rules as POST.
+pub(crate) fn create_value(
+    store: &mut Store,
+    rt: &ResourceType,
+    ctx: &WriteCtx,
+    name: &str,
+    v: Value,
+) -> Reply {
+    create_object(store, rt, ctx, name, v, Ownership::Update)
 }
 
 fn create_object(

@@ -161,7 +161,8 @@ impl Parser {
     fn value_set(&mut self) -> Result<Vec<String>, String> {
         match self.next() {
             Some(Token::Open) => {}
-            other => return Err(format!("found '{}', expected: '('", show(other.as_ref()))),
+            // No comma here in apimachinery's parseValues (selector.go).
+            other => return Err(format!("found '{}' expected: '('", show(other.as_ref()))),
         }
         let mut values = Vec::new();
         loop {

@@ -2,12 +2,13 @@
 //! controller thread and the test: configuration (fixed at start) and the
 //! mutable cluster state behind one mutex.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::controller::Controller;
 use super::faults::Fault;
+use super::kubelet::PodScenario;
 use super::log::LoggedRequest;
 use super::store::Store;
 use crate::net::log::Log;
@@ -22,6 +23,8 @@ pub(crate) struct Config {
     pub plain_http: bool,
     pub controller_delay: Duration,
     pub progress_deadline: Duration,
+    /// The one Node's name (`NODE_NAME`).
+    pub node_name: String,
 }
 
 /// Everything that changes.
@@ -37,6 +40,11 @@ pub(crate) struct State {
     pub faults: Vec<Fault>,
     pub log: Log<LoggedRequest>,
     pub broken_images: BTreeSet<String>,
+    /// How the pods of each Deployment's current template behave, by name
+    /// (absent: [`PodScenario::Ready`]).
+    pub scenarios: BTreeMap<String, PodScenario>,
+    /// The ClusterRoleBinding that grants `get` on nodes is gone.
+    pub nodes_denied: bool,
     pub controller: Controller,
 }
 

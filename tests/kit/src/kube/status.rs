@@ -107,8 +107,9 @@ pub(crate) fn forbidden(group: &str, resource: &str, name: &str, reason: &str) -
     failure(403, "Forbidden", &message, Some(Value::Object(d)))
 }
 
-/// `resource.group`, or just `resource` for the core group.
-fn qualified(resource: &str, group: &str) -> String {
+/// `resource.group`, or just `resource` for the core group (as
+/// `GroupResource.String`).
+pub(crate) fn qualified(resource: &str, group: &str) -> String {
     if group.is_empty() {
         resource.to_string()
     } else {

@@ -16,6 +16,16 @@ pub(crate) struct Stored {
     pub managed: ManagedFields,
 }
 
+impl Stored {
+    /// An object no field manager owns yet.
+    pub fn new(value: Value) -> Stored {
+        Stored {
+            value,
+            managed: ManagedFields::default(),
+        }
+    }
+}
+
 /// All objects; iteration is ordered by name within a resource.
 #[derive(Debug)]
 pub(crate) struct Store {
