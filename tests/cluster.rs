@@ -856,16 +856,21 @@ fn kwok_plays_crash_looping_and_never_ready_pods() {
 /// and the pods are still explained.
 #[test]
 fn the_report_says_why_workloads_are_down_on_the_real_cluster() {
-    let Some(e) = E2e::new("diagnose") else { return };
+    let Some(e) = E2e::new("diagnose") else {
+        return;
+    };
     for (name, img) in [
         ("crash", "registry.example/crashloop:1"),
         ("nopull", "registry.example/no-such-image:1"),
         ("web", "registry.example/web:1"),
     ] {
-        e.backend.put_manifest(name, "1", sample_manifest(name, img));
+        e.backend
+            .put_manifest(name, "1", sample_manifest(name, img));
     }
-    e.backend
-        .set_workloads(TEST_ADDRESS, &[("crash", "1"), ("nopull", "1"), ("web", "1")]);
+    e.backend.set_workloads(
+        TEST_ADDRESS,
+        &[("crash", "1"), ("nopull", "1"), ("web", "1")],
+    );
     let m = e.start(&[("WM_REPORT_INTERVAL", "2s"), ("NODE_NAME", "edge-1")]);
     let workload = |v: &Value, name: &str| -> Value {
         v["workloads"]
@@ -884,17 +889,25 @@ fn the_report_says_why_workloads_are_down_on_the_real_cluster() {
             .then_some(v)
     });
     let crash = workload(&v, "crash");
-    assert_eq!(crash["replicas"], json!({"desired": 1, "ready": 0}), "{crash}");
+    assert_eq!(
+        crash["replicas"],
+        json!({"desired": 1, "ready": 0}),
+        "{crash}"
+    );
     assert_eq!(crash["restarts"], 3, "{crash}");
     assert!(
-        crash["reasonMessage"].as_str().unwrap_or_default().contains("back-off"),
+        crash["reasonMessage"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("back-off"),
         "{crash}"
     );
     assert_eq!(crash["lastTermination"]["reason"], "Error", "{crash}");
     assert_eq!(crash["lastTermination"]["exitCode"], 1, "{crash}");
     let nopull = workload(&v, "nopull");
     assert!(
-        ["ErrImagePull", "ImagePullBackOff"].contains(&nopull["reason"].as_str().unwrap_or_default()),
+        ["ErrImagePull", "ImagePullBackOff"]
+            .contains(&nopull["reason"].as_str().unwrap_or_default()),
         "{nopull}"
     );
     let web = workload(&v, "web");
@@ -905,9 +918,15 @@ fn the_report_says_why_workloads_are_down_on_the_real_cluster() {
     assert_eq!(node["conditions"]["Ready"], "True", "{node}");
     assert!(node["kubelet"].is_string(), "{node}");
     assert_eq!(node["error"], Value::Null, "{node}");
-    assert!(node["bootId"].is_string() && node["memory"]["totalBytes"].as_u64() > Some(0), "{node}");
+    assert!(
+        node["bootId"].is_string() && node["memory"]["totalBytes"].as_u64() > Some(0),
+        "{node}"
+    );
     let text = m.get("/v1/status?format=text").body;
-    assert!(text.contains("CrashLoopBackOff") && text.contains("node edge-1"), "{text}");
+    assert!(
+        text.contains("CrashLoopBackOff") && text.contains("node edge-1"),
+        "{text}"
+    );
     // The reports carry the same.
     let last = wait_for("a report with the Node", Duration::from_secs(30), || {
         e.backend
@@ -917,19 +936,29 @@ fn the_report_says_why_workloads_are_down_on_the_real_cluster() {
             .find(|r| r.report["node"]["name"] == "edge-1")
     });
     let crash_reported = workload(&last.report, "crash");
-    assert_eq!(crash_reported["reason"], "CrashLoopBackOff", "{crash_reported}");
+    assert_eq!(
+        crash_reported["reason"], "CrashLoopBackOff",
+        "{crash_reported}"
+    );
     assert_no_refused_calls(&e);
 
     // Without the ClusterRoleBinding: a clear reason, pods still explained.
-    let binding = wm_testkit::cluster::cluster_scoped_name(&json!("workload-manager-node-reader"), &e.ns.name);
-    e.ns.cp.kubectl(&["delete", "clusterrolebinding", &binding], None);
+    let binding = wm_testkit::cluster::cluster_scoped_name(
+        &json!("workload-manager-node-reader"),
+        &e.ns.name,
+    );
+    e.ns.cp
+        .kubectl(&["delete", "clusterrolebinding", &binding], None);
     let v = wait_for("the Node forbidden", Duration::from_secs(60), || {
         let v: Value = serde_json::from_str(&m.get("/v1/status").body).ok()?;
         v["node"]["error"].is_string().then_some(v)
     });
     let node = &v["node"];
     assert!(
-        node["error"].as_str().unwrap_or_default().contains("not allowed to get Node edge-1"),
+        node["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("not allowed to get Node edge-1"),
         "{node}"
     );
     assert_eq!(node["conditions"], Value::Null, "{node}");

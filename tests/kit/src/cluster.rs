@@ -197,9 +197,11 @@ pub fn rendered_manifests(cp: &ControlPlane, namespace: &str) -> Vec<Value> {
                 o["metadata"]["name"] = json!(namespace);
             } else if kind.starts_with("Cluster") {
                 // Cluster-scoped: one of its own per test namespace.
-                o["metadata"]["name"] = json!(cluster_scoped_name(&o["metadata"]["name"], namespace));
+                o["metadata"]["name"] =
+                    json!(cluster_scoped_name(&o["metadata"]["name"], namespace));
                 if o["roleRef"]["kind"] == "ClusterRole" {
-                    o["roleRef"]["name"] = json!(cluster_scoped_name(&o["roleRef"]["name"], namespace));
+                    o["roleRef"]["name"] =
+                        json!(cluster_scoped_name(&o["roleRef"]["name"], namespace));
                 }
             } else {
                 o["metadata"]["namespace"] = json!(namespace);

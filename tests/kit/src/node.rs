@@ -39,7 +39,9 @@ impl FakeNode {
             self.kube.ca_file(),
         );
         let (token, ca) = (token.display().to_string(), ca.display().to_string());
+        // As the manifests set it from spec.nodeName.
         let mut all = vec![
+            ("NODE_NAME", self.kube.node_name()),
             ("NODE_SYSTEM_ENDPOINT", url.as_str()),
             ("WM_KUBE_API_URL", kube.as_str()),
             ("WM_KUBE_TOKEN_FILE", token.as_str()),
