@@ -885,8 +885,9 @@ fn the_report_says_why_workloads_are_down_on_the_real_cluster() {
         let web = workload(&v, "web");
         (crash["reason"] == "CrashLoopBackOff"
             && nopull["reason"].is_string()
-            && web["replicas"]["ready"] == 1)
-            .then_some(v)
+            && web["replicas"]["ready"] == 1
+            && v["node"]["bootId"].is_string())
+        .then_some(v)
     });
     let crash = workload(&v, "crash");
     assert_eq!(
