@@ -378,6 +378,7 @@ impl Sandbox {
             .env("WM_STATE_DIR", &state.0)
             .env("WM_LOG", "info")
             .env("POD_NAME", "sandbox")
+            .env("NODE_NAME", kube.node_name())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
