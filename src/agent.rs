@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use crate::backend::Backend;
 use crate::clock::Clock;
 use crate::config::Config;
+use crate::events::{Event, Level};
 use crate::identity::NodeIdentity;
 use crate::jobs::{self, Context, Job, Step};
 use crate::kube::Kube;
@@ -55,6 +56,15 @@ pub struct Agent<C: Clock> {
     s3: Option<Result<crate::s3::S3, String>>,
     /// The kernel's view of the node (/proc, statvfs of the root).
     host: crate::node::proc::Host,
+    /// Where error events go (`SENTRY_DSN`), what they say about this
+    /// instance, and what is taken out of them.
+    sentry: Option<(
+        crate::sentry::Sentry,
+        crate::sentry::Origin,
+        crate::sentry::Scrubber,
+    )>,
+    /// The last step sent an event: the next one goes to a job.
+    sent_event: bool,
     /// A run of the Lease job: it goes before any step of another job.
     lease_run: Option<Running>,
     /// A run of a leader-only job. While a Lease call goes first, or while
@@ -173,6 +183,25 @@ impl<C: Clock + Clone + 'static> Agent<C> {
             .update
             .as_ref()
             .map(|u| crate::s3::S3::new(u, config.http_timeout).map_err(|e| e.to_string()));
+        let sentry = config.sentry.clone().map(|dsn| {
+            let origin = crate::sentry::Origin {
+                node_address: backend.address().to_string(),
+                namespace: config.namespace.clone(),
+                pod: config.pod_name.clone(),
+            };
+            let mut secrets = vec![config.node_key.expose().to_string()];
+            if let Some((id, secret)) = config.update.as_ref().and_then(|u| u.credentials.as_ref())
+            {
+                secrets.push(id.clone());
+                secrets.push(secret.expose().to_string());
+            }
+            let scrubber = crate::sentry::Scrubber::new(secrets);
+            (
+                crate::sentry::Sentry::new(dsn, config.http_timeout),
+                origin,
+                scrubber,
+            )
+        });
         Agent {
             clock,
             config,
@@ -184,6 +213,8 @@ impl<C: Clock + Clone + 'static> Agent<C> {
             backend,
             s3,
             host: crate::node::proc::Host::new("/"),
+            sentry,
+            sent_event: false,
             lease_run: None,
             running: None,
             term: None,
@@ -413,6 +444,9 @@ impl<C: Clock + Clone + 'static> Agent<C> {
             return;
         }
         self.follow_election();
+        if self.send_event() {
+            return;
+        }
         // Checked right before the call: a process that was stopped or a
         // machine that slept past its Lease renews first (the Lease job is
         // due by then) or learns it lost.
@@ -474,9 +508,70 @@ impl<C: Clock + Clone + 'static> Agent<C> {
         if id == JobId::Sync {
             self.sync_asked = false;
         }
+        match done.outcome {
+            crate::state::Outcome::Error => {
+                self.state
+                    .events
+                    .job_failed(id.name(), &done.detail, end, self.clock.wall())
+            }
+            crate::state::Outcome::Ok => self.state.events.job_recovered(id.name()),
+            crate::state::Outcome::Skipped => {}
+        }
         self.state
             .job_done(id, done.outcome, done.detail, self.clock.wall(), took);
         None
+    }
+
+    /// Sends one queued error event to Sentry, unless the last step did
+    /// (so events never starve the jobs) or Sentry asked for a pause.
+    /// Any instance sends its own events, leader or not. Returns whether a
+    /// call was made.
+    fn send_event(&mut self) -> bool {
+        let now = self.clock.now();
+        for (message, location) in crate::events::take_panics() {
+            let wall = self.clock.wall();
+            let mut event = Event::new(Level::Error, "panic", &format!("panic: {message}"), wall);
+            event.location = Some(location);
+            self.state.events.raise(event, now);
+        }
+        let Some((sentry, origin, scrubber)) = &self.sentry else {
+            return false;
+        };
+        if std::mem::take(&mut self.sent_event) {
+            return false;
+        }
+        let Some(event) = self.state.events.next(now) else {
+            return false;
+        };
+        let mut event = event.clone();
+        event.message = scrubber.scrub(&event.message);
+        event.key = scrubber.scrub(&event.key);
+        let id = format!(
+            "{:016x}{:016x}",
+            crate::scheduler::Rng::seed_from_os(),
+            crate::scheduler::Rng::seed_from_os()
+        );
+        let envelope = crate::sentry::envelope(&event, origin, &id, self.clock.wall());
+        let sent = sentry.send(&envelope);
+        let now = self.clock.now();
+        let events = &mut self.state.events;
+        match sent {
+            crate::sentry::Sent::Accepted { pause } => events.accepted(pause, now),
+            crate::sentry::Sent::Limited(pause) => {
+                log::debug!("Sentry asks for a pause of {}s", pause.as_secs());
+                events.limited(pause, now)
+            }
+            crate::sentry::Sent::Refused(why) => {
+                log::warn!("an error event is dropped: {why}");
+                events.refused()
+            }
+            crate::sentry::Sent::Failed(why) => {
+                log::debug!("an error event is kept for later: {why}");
+                events.failed(now)
+            }
+        }
+        self.sent_event = true;
+        true
     }
 
     /// The address the API listens on.
@@ -489,6 +584,9 @@ impl<C: Clock + Clone + 'static> Agent<C> {
 /// Returns the process exit status.
 pub fn main(config: Config, node: NodeIdentity) -> i32 {
     let _ = rustls::crypto::ring::default_provider().install_default();
+    if config.sentry.is_some() {
+        crate::events::catch_panics();
+    }
     if let Err(e) = signals::install() {
         log::error!("cannot install signal handlers: {e}");
         return 1;

@@ -79,6 +79,8 @@ pub struct Config {
     pub node_name: Option<String>,
     pub state_dir: Option<PathBuf>,
     pub log_level: log::LevelFilter,
+    /// `SENTRY_DSN`: where error events go; `None` = off.
+    pub sentry: Option<crate::sentry::Dsn>,
 }
 
 /// One invalid variable: its name and what is wrong, never a secret's value.
@@ -183,6 +185,13 @@ impl Config {
             ),
             ("WM_STATE_DIR", path(self.state_dir.as_ref())),
             ("WM_LOG", self.log_level.to_string().to_lowercase()),
+            (
+                "SENTRY_DSN",
+                match self.sentry {
+                    Some(_) => "<redacted>".into(),
+                    None => "(unset)".into(),
+                },
+            ),
         ];
         rows.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
     }
@@ -224,6 +233,7 @@ impl Parser<'_> {
         let node_name = self.node_name();
         let state_dir = self.get("WM_STATE_DIR").map(PathBuf::from);
         let log_level = self.log_level();
+        let sentry = self.sentry();
         Some(Config {
             backend_url: backend_url?,
             node_key: node_key?,
@@ -242,6 +252,7 @@ impl Parser<'_> {
             node_name: node_name?,
             state_dir,
             log_level: log_level?,
+            sentry: sentry?,
         })
     }
 
@@ -527,6 +538,20 @@ impl Parser<'_> {
             .unwrap_or_else(|| "workload-manager".into())
     }
 
+    /// `SENTRY_DSN`: unset is off; one that does not parse is an error.
+    fn sentry(&mut self) -> Option<Option<crate::sentry::Dsn>> {
+        let Some(v) = self.get("SENTRY_DSN") else {
+            return Some(None);
+        };
+        match crate::sentry::Dsn::parse(&v) {
+            Ok(dsn) => Some(Some(dsn)),
+            Err(why) => {
+                self.problem("SENTRY_DSN", format!("not a Sentry DSN: {why}"));
+                None
+            }
+        }
+    }
+
     fn log_level(&mut self) -> Option<log::LevelFilter> {
         const VAR: &str = "WM_LOG";
         let v = self.get(VAR).unwrap_or_else(|| "info".into());
@@ -789,6 +814,33 @@ mod tests {
         assert!(printed.contains("NODE_PRIVATE_KEY=<redacted>"));
         assert!(!printed.contains("s3cr3t") && !printed.contains(KEY));
         assert!(!format!("{c:?}").contains("s3cr3t") && !format!("{c:?}").contains(KEY));
+    }
+
+    #[test]
+    fn a_sentry_dsn_is_parsed_redacted_and_a_bad_one_refused() {
+        let mut src = minimal();
+        let dsn = "https://0123456789abcdef0123456789abcdef@o1.ingest.sentry.io/42";
+        src.vars.insert("SENTRY_DSN", dsn.into());
+        let c = Config::load(&src).unwrap();
+        assert!(c.sentry.is_some());
+        let printed = c.printable();
+        assert!(printed.contains("SENTRY_DSN=<redacted>\n"), "{printed}");
+        assert!(
+            !printed.contains("0123456789abcdef") && !format!("{c:?}").contains("0123456789abcdef")
+        );
+        src.vars
+            .insert("SENTRY_DSN", "https://o1.ingest.sentry.io/42".into());
+        let p = problems(&src);
+        assert!(
+            p[0].starts_with("SENTRY_DSN: not a Sentry DSN: no public key"),
+            "{p:?}"
+        );
+        src.vars.remove("SENTRY_DSN");
+        assert!(Config::load(&src).unwrap().sentry.is_none());
+        assert!(Config::load(&src)
+            .unwrap()
+            .printable()
+            .contains("SENTRY_DSN=(unset)"));
     }
 
     #[test]

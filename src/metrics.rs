@@ -152,6 +152,19 @@ pub fn render(state: &State, now: Instant, _wall: SystemTime) -> String {
     }
     node(&mut m, state);
     m.family(
+        "wm_sentry_events_total",
+        "counter",
+        "Error events for Sentry: delivered, dropped (queue full, refused or undeliverable), held back as repeats.",
+    );
+    let e = &state.events;
+    for (outcome, n) in [
+        ("delivered", e.delivered),
+        ("dropped", e.dropped),
+        ("held_back", e.held_back),
+    ] {
+        m.sample("wm_sentry_events_total", &[("outcome", outcome)], n);
+    }
+    m.family(
         "wm_job_runs_total",
         "counter",
         "Job runs, by job and outcome.",

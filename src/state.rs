@@ -175,6 +175,8 @@ pub struct State {
     pub terminations: crate::pods::Terminations,
     /// Why the latest window has no pod diagnoses, if it has none.
     pub pods_error: Option<String>,
+    /// Error events waiting for Sentry (with `SENTRY_DSN`).
+    pub events: crate::events::Events,
 }
 
 /// A rollout of a newer manager release, watched until it is available or
@@ -221,6 +223,7 @@ impl State {
             diagnoses: BTreeMap::new(),
             terminations: crate::pods::Terminations::default(),
             pods_error: None,
+            events: crate::events::Events::default(),
         }
     }
 

@@ -2,6 +2,7 @@
 //! window and delivers the outbox.
 
 use super::{Context, Done, Job, Step};
+use crate::events::{Event, Level};
 use crate::kube::KubeError;
 use crate::report;
 
@@ -83,10 +84,21 @@ impl Job for Report {
                 let sample = cx.host.sample();
                 cx.state.node.observe(sample, cx.now);
                 let report = report::close_window(cx.state, cx.now, cx.wall);
+                let dropped = cx.state.outbox.dropped();
                 if let Err(e) = cx.state.outbox.push(report) {
                     log::warn!(
                         "cannot write the outbox to disk (the report stays queued in memory): {e}"
                     );
+                }
+                if cx.state.outbox.dropped() > dropped {
+                    let message = format!(
+                        "the outbox is full: its oldest report was dropped ({} dropped since start; {} queued)",
+                        cx.state.outbox.dropped(),
+                        cx.state.outbox.len()
+                    );
+                    let mut event = Event::new(Level::Warning, "outbox", &message, cx.wall);
+                    event.job = Some("report");
+                    cx.state.events.raise(event, cx.now);
                 }
                 self.phase = Phase::Deliver;
                 Step::Continue
