@@ -189,7 +189,10 @@ impl<C: Clock + Clone + 'static> Agent<C> {
                 namespace: config.namespace.clone(),
                 pod: config.pod_name.clone(),
             };
-            let mut secrets = vec![config.node_key.expose().to_string()];
+            let mut secrets = vec![
+                config.node_key.expose().to_string(),
+                dsn.public_key().to_string(),
+            ];
             if let Some((id, secret)) = config.update.as_ref().and_then(|u| u.credentials.as_ref())
             {
                 secrets.push(id.clone());

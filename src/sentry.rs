@@ -73,6 +73,11 @@ impl Dsn {
         })
     }
 
+    /// The DSN's public key (sent only in the auth header).
+    pub fn public_key(&self) -> &str {
+        &self.public_key
+    }
+
     /// The `X-Sentry-Auth` header.
     fn auth(&self) -> String {
         format!(
