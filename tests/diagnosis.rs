@@ -93,7 +93,9 @@ fn each_reason_a_kubelet_reports_is_shown_with_its_message() {
     let oom = m.workload("oom");
     assert_eq!(oom["lastTermination"]["reason"], "OOMKilled", "{oom}");
     assert_eq!(oom["lastTermination"]["exitCode"], 137, "{oom}");
-    let web = wait_workload(&m, "web", "web ready", |w| w["replicas"]["ready"] == 1);
+    let web = wait_workload(&m, "web", "web ready and explained", |w| {
+        w["replicas"]["ready"] == 1 && w["restarts"].is_number()
+    });
     assert_eq!(web["reason"], Value::Null, "{web}");
     assert_eq!(web["lastTermination"], Value::Null, "{web}");
     assert_eq!(web["restarts"], 0, "{web}");
@@ -262,8 +264,10 @@ fn without_the_nodes_grant_or_node_name_the_nodes_fields_are_null_and_say_why() 
         "{n}"
     );
     // Nothing else is affected: the workload is deployed and explained.
-    let w = wait_workload(&m, "web", "web ready", |w| w["replicas"]["ready"] == 1);
-    assert_eq!(w["restarts"], 0, "{w}");
+    let w = wait_workload(&m, "web", "web ready and explained", |w| {
+        w["replicas"]["ready"] == 1 && w["restarts"] == 0
+    });
+    assert_eq!(w["reason"], Value::Null, "{w}");
     assert_eq!(m.status()["lastSync"]["outcome"], "ok");
     assert!(
         v["node"]["kernel"].is_string(),
