@@ -8,17 +8,22 @@ use crate::report;
 
 /// Report: once per report window, reads the Node, the managed Deployments
 /// and the namespace's pods (one call each, a step each; see
-/// `report::diagnose`), samples the kernel, closes the window into a report
-/// in the outbox; then delivers the outbox, oldest first, a batch per step.
-/// A retry after a failure only delivers. A Kubernetes read that fails
-/// leaves its fields null in this window's report; it never holds the
-/// report back.
+/// `report::diagnose`), then samples the kernel and applies all of it at
+/// once (so `/v1/status` never shows half a window), and closes the window
+/// into a report in the outbox; then delivers the outbox, oldest first, a
+/// batch per step. A retry after a failure only delivers. A Kubernetes read
+/// that fails leaves its fields null in this window's report; it never holds
+/// the report back.
 #[derive(Default)]
 pub(super) struct Report {
     phase: Phase,
     delivered: usize,
-    /// The managed Deployments read in this run, for the pod step.
+    /// What this window read of Kubernetes, applied when it closes.
+    node: Option<Result<Option<crate::kube::Node>, KubeError>>,
     deployments: Option<Vec<crate::kube::Deployment>>,
+    pods: Option<crate::pods::PodList>,
+    /// Why the window has no pod diagnoses, if a read failed.
+    no_pods: Option<String>,
 }
 
 #[derive(Default, Clone, Copy, PartialEq, Eq)]
@@ -49,21 +54,18 @@ impl Job for Report {
                 let got = cx.kube.get_node(&name, cx.now);
                 if let Err(e @ KubeError::Unreachable(_)) = &got {
                     // The next reads of this window would only wait as long.
-                    report::no_diagnoses(cx.state, format!("cannot list pods: {e}"));
+                    self.no_pods = Some(format!("cannot list pods: {e}"));
                     self.phase = Phase::Close;
                 }
-                cx.state.node.set_object(got);
+                self.node = Some(got);
                 Step::Continue
             }
             Phase::Deployments => {
                 self.phase = Phase::Pods;
                 match cx.kube.list_managed(cx.now) {
-                    Ok(list) => {
-                        report::refresh_views(cx.state, &list);
-                        self.deployments = Some(list);
-                    }
+                    Ok(list) => self.deployments = Some(list),
                     Err(e) => {
-                        report::no_diagnoses(cx.state, format!("cannot list Deployments: {e}"));
+                        self.no_pods = Some(format!("cannot list Deployments: {e}"));
                         self.phase = Phase::Close;
                     }
                 }
@@ -71,16 +73,25 @@ impl Job for Report {
             }
             Phase::Pods => {
                 self.phase = Phase::Close;
-                let Some(deployments) = self.deployments.take() else {
-                    return Step::Continue;
-                };
                 match cx.kube.list_pods(cx.now) {
-                    Ok(pods) => report::diagnose(cx.state, &deployments, &pods.items),
-                    Err(e) => report::no_diagnoses(cx.state, format!("cannot list pods: {e}")),
+                    Ok(pods) => self.pods = Some(pods),
+                    Err(e) => self.no_pods = Some(format!("cannot list pods: {e}")),
                 }
                 Step::Continue
             }
             Phase::Close => {
+                if let Some(got) = self.node.take() {
+                    cx.state.node.set_object(got);
+                }
+                if let Some(deployments) = self.deployments.take() {
+                    report::refresh_views(cx.state, &deployments);
+                    if let Some(pods) = self.pods.take() {
+                        report::diagnose(cx.state, &deployments, &pods.items);
+                    }
+                }
+                if let Some(why) = self.no_pods.take() {
+                    report::no_diagnoses(cx.state, why);
+                }
                 let sample = cx.host.sample();
                 cx.state.node.observe(sample, cx.now);
                 let report = report::close_window(cx.state, cx.now, cx.wall);
