@@ -1,5 +1,6 @@
 //! Test kit for workload-manager: process helpers, raw HTTP clients and
-//! (later) faithful fakes of the Kubernetes API, the Node System backend and S3.
+//! (later) faithful fakes of the Kubernetes API, the Node System backend, S3
+//! and Sentry.
 
 pub mod backend;
 pub mod bench;
@@ -10,3 +11,4 @@ pub mod node;
 pub mod proc;
 pub mod s3;
 pub mod sandbox;
+pub mod sentry;

@@ -3,10 +3,10 @@
 //! bodies, and the request and delivery logs (sockets and threads are
 //! [`crate::net::server`]).
 
-use std::io::{BufReader, Read};
-use std::net::{Shutdown, TcpStream};
+use std::io::BufReader;
+use std::net::TcpStream;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -20,13 +20,10 @@ use super::http::write_streamed;
 use super::log::{Delivery, LoggedRequest};
 use super::state::Shared;
 use crate::net::http::{read_request, write_response, ReadError, Request, Response};
-use crate::net::server::reset;
+use crate::net::server::{lingering_close, reset};
 
 /// A client that stops reading a response is given up on after this long.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// How long, and how much, an oversized body is drained after its 413.
-const LINGER_TIME: Duration = Duration::from_secs(2);
-const LINGER_BYTES: usize = 64 * 1024 * 1024;
 
 /// Serves one connection (plain TCP; a client that stops reading is given up on).
 pub(crate) fn serve(shared: &Shared, stream: TcpStream) {
@@ -144,22 +141,5 @@ fn answered(shared: &Shared, (at, delivery): Entry, resp: &Response) {
     if let Some(d) = delivery.and_then(|i| st.deliveries.get_mut(i)) {
         d.status = Some(resp.status);
         d.accepted = accepted;
-    }
-}
-
-/// Stops writing, then reads and drops what the client still sends (a
-/// bounded amount, for a bounded time), so that a client still sending an
-/// oversized body reads the answer instead of a reset.
-fn lingering_close(reader: &mut BufReader<TcpStream>) {
-    let _ = reader.get_ref().shutdown(Shutdown::Write);
-    let _ = reader.get_ref().set_read_timeout(Some(LINGER_TIME));
-    let started = Instant::now();
-    let mut drained = 0usize;
-    let mut buf = [0u8; 64 * 1024];
-    while drained < LINGER_BYTES && started.elapsed() < LINGER_TIME {
-        match reader.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => drained += n,
-        }
     }
 }

@@ -1,6 +1,7 @@
-//! What the three fakes (`kube`, `s3`, `backend`) share beneath their own
+//! What the fakes (`kube`, `s3`, `backend`, `sentry`) share beneath their own
 //! routing and error shapes: HTTP/1.1 framing ([`http`]), the listener
-//! that can go unreachable and come back on the same port ([`server`]),
+//! that can go unreachable and come back on the same port, with the
+//! lingering close after a 413 ([`server`]),
 //! the "next N matching requests" fault queue ([`faults`]), the request
 //! log with its marks and polling ([`log`]), and time ([`time`]); plus
 //! [`random_u64`] for the random identifiers each fake spells its own way.

@@ -5,17 +5,20 @@
 //! HTTPS. What a connection carries is the fake's own `serve`.
 
 use std::collections::HashMap;
-use std::io::{self, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 
 /// Idle keep-alive connections are closed after this long.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long, and how much, an oversized body is drained after its 413.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 64 * 1024 * 1024;
 
 /// What a fake does with each accepted connection, on its own thread.
 type Serve = Arc<dyn Fn(TcpStream) + Send + Sync>;
@@ -243,4 +246,21 @@ pub(crate) fn tls_config(
 /// Makes the coming close send RST instead of FIN.
 pub(crate) fn reset(tcp: &TcpStream) {
     let _ = socket2::SockRef::from(tcp).set_linger(Some(Duration::ZERO));
+}
+
+/// Stops writing, then reads and drops what the client still sends (a
+/// bounded amount, for a bounded time), so that a client still sending an
+/// oversized body reads the answer instead of a reset.
+pub(crate) fn lingering_close(reader: &mut BufReader<TcpStream>) {
+    let _ = reader.get_ref().shutdown(Shutdown::Write);
+    let _ = reader.get_ref().set_read_timeout(Some(LINGER_TIME));
+    let started = Instant::now();
+    let mut drained = 0usize;
+    let mut buf = [0u8; 64 * 1024];
+    while drained < LINGER_BYTES && started.elapsed() < LINGER_TIME {
+        match reader.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => drained += n,
+        }
+    }
 }

@@ -17,6 +17,13 @@ impl Clock {
         unix_now().saturating_add(self.offset_secs.load(Ordering::SeqCst))
     }
 
+    /// Milliseconds since the Unix epoch, as the fake sees it (for windows
+    /// that whole seconds would blur, such as a rate limit's end).
+    pub fn now_ms(&self) -> i64 {
+        let offset = self.offset_secs.load(Ordering::SeqCst).saturating_mul(1000);
+        unix_now_ms().saturating_add(offset)
+    }
+
     /// Moves the clock `secs` forward.
     pub fn advance(&self, secs: i64) {
         self.offset_secs.fetch_add(secs, Ordering::SeqCst);
@@ -33,6 +40,14 @@ pub(crate) fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Wall-clock milliseconds since the Unix epoch.
+pub(crate) fn unix_now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
 }
 
@@ -202,5 +217,7 @@ mod tests {
         assert!((before - 1000 - c.now()).abs() <= 1);
         c.set_offset(0);
         assert!((c.now() - before).abs() <= 1);
+        c.advance(60);
+        assert!((c.now_ms() - (before + 60) * 1000).abs() <= 2000);
     }
 }
