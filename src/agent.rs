@@ -312,12 +312,19 @@ impl<C: Clock + Clone + 'static> Agent<C> {
     fn follow_election(&mut self) {
         let (now, boot) = (self.clock.now(), self.clock.boot());
         let election = &mut self.state.election;
-        self.state.role = election.role(boot);
+        let role = election.role(boot);
+        if (role == crate::lease::Role::Leading) != (self.state.role == crate::lease::Role::Leading)
+        {
+            self.state.changed();
+        }
+        self.state.role = role;
+        let election = &mut self.state.election;
         self.fence.set(election.act_until());
         let term = election.holds().then(|| election.term());
         if term == self.term {
             return;
         }
+        self.state.changed();
         let leader_only = || JobId::ALL.into_iter().filter(|id| id.leader_only());
         if let Some(run) = self.running.take() {
             self.state.job_done(
@@ -472,6 +479,7 @@ impl<C: Clock + Clone + 'static> Agent<C> {
 
     /// Steps `run` once; returns it if it goes on.
     fn step(&mut self, mut run: Running) -> Option<Running> {
+        self.state.changed();
         let mut cx = Context {
             state: &mut self.state,
             kube: &mut self.kube,

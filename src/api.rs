@@ -131,6 +131,9 @@ pub fn handle(
     wall: SystemTime,
 ) -> (Route, Response) {
     let (path, query) = req.url.split_once('?').unwrap_or((req.url, ""));
+    if req.method != "GET" && req.method != "HEAD" {
+        state.changed();
+    }
     let matched = route(path);
     let route = matched.route();
     let allow = matched.allow();
@@ -262,7 +265,7 @@ fn is_json(content_type: Option<&str>) -> bool {
 fn status_page(
     query: &str,
     accept: Option<&str>,
-    state: &State,
+    state: &mut State,
     now: Instant,
     wall: SystemTime,
 ) -> Response {
@@ -277,7 +280,7 @@ fn status_page(
             status::text(state, now, wall),
         )
     } else {
-        Response::json(200, status::json_text(state, now, wall))
+        Response::json(200, status::json_cached(state, now, wall))
     }
 }
 

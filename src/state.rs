@@ -177,6 +177,19 @@ pub struct State {
     pub pods_error: Option<String>,
     /// Error events waiting for Sentry (with `SENTRY_DSN`).
     pub events: crate::events::Events,
+    /// Moves with every change of what `/v1/status` shows, except the
+    /// passing of time (see `status::json_cached`).
+    pub generation: u64,
+    /// The last status document written, while it is still true.
+    pub status_cache: Option<StatusCache>,
+}
+
+/// A written status document, the generation it shows and until when.
+#[derive(Debug, Clone)]
+pub struct StatusCache {
+    pub generation: u64,
+    pub until: Instant,
+    pub body: String,
 }
 
 /// A rollout of a newer manager release, watched until it is available or
@@ -224,6 +237,8 @@ impl State {
             terminations: crate::pods::Terminations::default(),
             pods_error: None,
             events: crate::events::Events::default(),
+            generation: 0,
+            status_cache: None,
         }
     }
 
@@ -247,6 +262,11 @@ impl State {
             detail,
             took,
         });
+    }
+
+    /// Something `/v1/status` shows may have changed.
+    pub fn changed(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
     }
 
     pub fn count_request(&mut self, route: Route, code: u16) {

@@ -152,6 +152,35 @@ pub fn json_text(state: &State, now: Instant, _wall: SystemTime) -> String {
     out.0
 }
 
+/// The status document as [`json_text`] writes it, from a cache while
+/// nothing it shows can have changed: the state's generation is the same
+/// (every job step and every write through the API moves it) and no time
+/// shown in whole seconds (uptime, heartbeat ages, healthy time) nor any
+/// heartbeat's timeout has passed since it was written. A dashboard or a
+/// scraper polling it costs one render per change, not one per request.
+pub fn json_cached(state: &mut State, now: Instant, wall: SystemTime) -> String {
+    if let Some(c) = &state.status_cache {
+        if c.generation == state.generation && now < c.until {
+            return c.body.clone();
+        }
+    }
+    let body = json_text(state, now, wall);
+    let until = state
+        .workloads
+        .iter()
+        .filter_map(|(_, w)| state.workloads.next_change_of(w, now))
+        .fold(
+            crate::workloads::next_second(state.started, now),
+            Instant::min,
+        );
+    state.status_cache = Some(crate::state::StatusCache {
+        generation: state.generation,
+        until,
+        body: body.clone(),
+    });
+    body
+}
+
 /// The same document as a JSON value (for tests and tools).
 pub fn json(state: &State, now: Instant, wall: SystemTime) -> serde_json::Value {
     serde_json::from_str(&json_text(state, now, wall)).unwrap_or_default()
@@ -540,6 +569,44 @@ mod tests {
                 r#""replicas":null,"restarts":3,"rollout":null}]}"#
             )
         );
+    }
+
+    #[test]
+    fn the_cached_document_is_always_the_one_written_fresh() {
+        let (mut s, t0) = state();
+        let wall = UNIX_EPOCH + Duration::from_secs(1_795_867_200);
+        s.workloads.set_desired(
+            ["web", "api", "db"].iter().map(|n| n.to_string()).collect(),
+            t0,
+        );
+        let ms = |n: u64| t0 + Duration::from_millis(n);
+        s.workloads
+            .record("web", Reported::Healthy, "ok", ms(130), wall)
+            .unwrap();
+        s.workloads
+            .record("api", Reported::Degraded, "slow", ms(770), wall)
+            .unwrap();
+        let mut renders = 0;
+        // Every 7 ms for 40 s: ages, healthy time, uptime and a timeout
+        // (30 s after a heartbeat) all pass whole seconds on the way.
+        for step in 0..(40_000 / 7) {
+            let now = ms(1000 + step * 7);
+            if step == 2000 {
+                s.workloads
+                    .record("db", Reported::Healthy, "up", now, wall)
+                    .unwrap();
+                s.changed();
+            }
+            let before = s.status_cache.as_ref().map(|c| (c.generation, c.until));
+            let cached = json_cached(&mut s, now, wall);
+            assert_eq!(cached, json_text(&s, now, wall), "at {}ms", step * 7 + 1000);
+            if s.status_cache.as_ref().map(|c| (c.generation, c.until)) != before {
+                renders += 1;
+            }
+        }
+        // Most requests are answered from the cache.
+        assert!(renders < 400, "{renders} renders for 5714 requests");
+        assert!(renders >= 40, "at least one a second (uptime): {renders}");
     }
 
     #[test]

@@ -214,6 +214,24 @@ impl Workloads {
         w.healthy + w.unaccounted(now, self.timeout, self.window_start)
     }
 
+    /// The first instant after `now` at which anything status shows of `w`
+    /// in whole seconds or as a health changes by time alone: its
+    /// heartbeat's age, its healthy time, its timing out.
+    pub fn next_change_of(&self, w: &Workload, now: Instant) -> Option<Instant> {
+        let h = w.heartbeat.as_ref()?;
+        let times_out = h.at + self.timeout;
+        let mut next = next_second(h.at, now);
+        if now <= times_out {
+            next = next.min(times_out + Duration::from_nanos(1));
+            if h.status == Reported::Healthy {
+                let healthy = self.healthy_of(w, now);
+                let whole = Duration::from_secs(healthy.as_secs() + 1);
+                next = next.min(now + (whole - healthy));
+            }
+        }
+        Some(next)
+    }
+
     /// Closes the report window at `now`: the window's length and each
     /// workload's healthy time in it; a new window starts.
     pub fn close_window(&mut self, now: Instant) -> (Duration, Vec<(String, Duration)>) {
@@ -275,6 +293,11 @@ impl Workload {
             None => Duration::ZERO,
         }
     }
+}
+
+/// The first instant after `now` at which whole seconds since `base` change.
+pub fn next_second(base: Instant, now: Instant) -> Instant {
+    base + Duration::from_secs(now.saturating_duration_since(base).as_secs() + 1)
 }
 
 #[cfg(test)]

@@ -212,9 +212,19 @@ fn a_refused_version_is_not_tried_again_until_the_desired_version_changes() {
             .filter(|r| r.path.contains("/workloads/gone/versions/"))
             .count()
     };
-    wait_for("gone refused", Duration::from_secs(20), || {
-        (workload(&m, "gone")["rollout"] == "invalid").then_some(())
-    });
+    wait_for(
+        "gone refused, the sync over",
+        Duration::from_secs(20),
+        || {
+            let v = status(&m);
+            let gone = v["workloads"]
+                .as_array()?
+                .iter()
+                .find(|w| w["name"] == "gone")?
+                .clone();
+            (gone["rollout"] == "invalid" && v["lastSync"]["outcome"] == "ok").then_some(())
+        },
+    );
     // Several syncs later: one fetch, no failure, no backoff, steadily invalid.
     let runs = m.job_runs("sync");
     while m.job_runs("sync") < runs + 4 {
