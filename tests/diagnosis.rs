@@ -93,7 +93,9 @@ fn each_reason_a_kubelet_reports_is_shown_with_its_message() {
     let oom = m.workload("oom");
     assert_eq!(oom["lastTermination"]["reason"], "OOMKilled", "{oom}");
     assert_eq!(oom["lastTermination"]["exitCode"], 137, "{oom}");
-    let web = wait_workload(&m, "web", "web ready", |w| w["replicas"]["ready"] == 1);
+    let web = wait_workload(&m, "web", "web ready, its pods read", |w| {
+        w["replicas"]["ready"] == 1 && !w["restarts"].is_null()
+    });
     assert_eq!(web["reason"], Value::Null, "{web}");
     assert_eq!(web["lastTermination"], Value::Null, "{web}");
     assert_eq!(web["restarts"], 0, "{web}");
@@ -241,10 +243,11 @@ fn without_the_nodes_grant_or_node_name_the_nodes_fields_are_null_and_say_why() 
     node.kube.deny_nodes(true);
     node.want(&[("web", "1")]);
     let m = start(&node, &[]);
-    let v = wait_for("the 403 seen", LIMIT, || {
+    // The 403 can come before the window's first kernel sample: wait for both.
+    let v = wait_for("the 403 seen and the kernel sampled", LIMIT, || {
         let v = m.status();
         let why = v["node"]["error"].as_str().unwrap_or_default();
-        why.starts_with("not allowed").then_some(v)
+        (why.starts_with("not allowed") && v["node"]["kernel"].is_string()).then_some(v)
     });
     let n = &v["node"];
     let why = n["error"].as_str().unwrap_or_default();
@@ -262,7 +265,9 @@ fn without_the_nodes_grant_or_node_name_the_nodes_fields_are_null_and_say_why() 
         "{n}"
     );
     // Nothing else is affected: the workload is deployed and explained.
-    let w = wait_workload(&m, "web", "web ready", |w| w["replicas"]["ready"] == 1);
+    let w = wait_workload(&m, "web", "web ready, its pods read", |w| {
+        w["replicas"]["ready"] == 1 && !w["restarts"].is_null()
+    });
     assert_eq!(w["restarts"], 0, "{w}");
     assert_eq!(m.status()["lastSync"]["outcome"], "ok");
     assert!(

@@ -212,8 +212,11 @@ fn a_refused_version_is_not_tried_again_until_the_desired_version_changes() {
             .filter(|r| r.path.contains("/workloads/gone/versions/"))
             .count()
     };
+    // The workload shows the refusal while its sync is still running: wait
+    // for that sync to end too.
     wait_for("gone refused", Duration::from_secs(20), || {
-        (workload(&m, "gone")["rollout"] == "invalid").then_some(())
+        (workload(&m, "gone")["rollout"] == "invalid" && status(&m)["lastSync"]["outcome"] == "ok")
+            .then_some(())
     });
     // Several syncs later: one fetch, no failure, no backoff, steadily invalid.
     let runs = m.job_runs("sync");
