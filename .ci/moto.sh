@@ -4,12 +4,15 @@
 #
 #   eval "$(bash .ci/moto.sh start)"   # prints: export WM_TEST_S3_ENDPOINT=http://127.0.0.1:PORT
 #   bash .ci/moto.sh stop
+#   bash .ci/moto.sh install           # only the venv; prints moto_server's path
 #
 # `start` installs moto[server] into a venv (MOTO_VENV, default
 # ~/.cache/wm-moto-venv) unless it is already there, starts moto_server on a
 # free loopback port in the background, waits (at most 60 s) until it answers,
 # and writes its pid to $MOTO_STATE_DIR/moto.pid (default /tmp/wm-moto).
 # Only the export line goes to stdout; progress and errors go to stderr.
+# `install` is what the tests use (tests/kit/src/provision.rs) when
+# WM_TEST_S3_ENDPOINT is unset: they start their own moto_server from the venv.
 set -euo pipefail
 
 VENV="${MOTO_VENV:-$HOME/.cache/wm-moto-venv}"
@@ -97,5 +100,6 @@ start() {
 case "${1:-}" in
   start) start ;;
   stop) stop ;;
-  *) echo "usage: $0 start|stop" >&2; exit 2 ;;
+  install) install; echo "$VENV/bin/moto_server" ;;
+  *) echo "usage: $0 start|stop|install" >&2; exit 2 ;;
 esac

@@ -11,7 +11,10 @@
 # RUSTFLAGS change does not invalidate the normal build's cache. Refuses an
 # ELF with an interpreter or NEEDED libraries when readelf is there (the test
 # checks the same without it). Only the export line goes to stdout; progress
-# and errors go to stderr.
+# and errors go to stderr. Exits 3 where it cannot build at all (not a glibc
+# host, no static glibc), 1 when a build fails: the tests, which run this
+# when WM_STATIC_BIN is unset (tests/kit/src/provision.rs), skip on 3 and
+# fail on 1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,14 +29,14 @@ case "$DIR" in /*) ;; *) DIR="$PWD/$DIR" ;; esac
 TARGET=$(rustc -vV | sed -n 's/^host: //p')
 case "$TARGET" in
   *-linux-gnu) ;;
-  *) say "the host target is '$TARGET': this script builds for a *-linux-gnu host only"; exit 1 ;;
+  *) say "the host target is '$TARGET': this script builds for a *-linux-gnu host only"; exit 3 ;;
 esac
 
 # crt-static on glibc links libc.a (and friends) from libc6-dev.
 libc_a=$(cc -print-file-name=libc.a 2>/dev/null || true)
 if [ ! -f "$libc_a" ]; then
   say "no static glibc (libc.a) found; install libc6-dev"
-  exit 1
+  exit 3
 fi
 
 say "building $TARGET with +crt-static into $DIR (libc: $libc_a)"

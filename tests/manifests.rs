@@ -61,21 +61,18 @@ fn file_object(file: &str) -> Value {
 }
 
 /// What `kubectl kustomize manifests` renders; None where kubectl is absent
-/// (outside CI), after saying the test is skipped.
-fn rendered(test: &str) -> Option<&'static [Value]> {
+/// (outside CI), after saying the calling test is skipped.
+fn rendered() -> Option<&'static [Value]> {
     static RENDERED: OnceLock<Option<Vec<Value>>> = OnceLock::new();
+    let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_string());
     let objects = RENDERED.get_or_init(|| {
-        let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".to_string());
         let out = match Command::new(&kubectl)
             .arg("kustomize")
             .arg(manifests())
             .output()
         {
             Ok(out) => out,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                wm_testkit::proc::skip_outside_ci(&format!("{kubectl} is not installed"));
-                return None;
-            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
             Err(e) => panic!("cannot run {kubectl}: {e}"),
         };
         assert!(
@@ -87,7 +84,9 @@ fn rendered(test: &str) -> Option<&'static [Value]> {
         Some(yaml_docs(&text, "kubectl kustomize output"))
     });
     if objects.is_none() {
-        eprintln!("SKIPPED {test}: kubectl is not installed (set KUBECTL to use another)");
+        wm_testkit::proc::skip_outside_ci(&format!(
+            "{kubectl} is not installed (set KUBECTL to use another)"
+        ));
     }
     objects.as_deref()
 }
@@ -270,7 +269,7 @@ fn mount_of<'a>(objects: &'a [Value], path: &str) -> &'a Value {
 
 #[test]
 fn renders_exactly_the_expected_objects_all_in_the_managers_namespace() {
-    let Some(objects) = rendered("renders_exactly_the_expected_objects") else {
+    let Some(objects) = rendered() else {
         return;
     };
     let got: BTreeSet<(String, String)> = objects
@@ -318,7 +317,7 @@ fn renders_exactly_the_expected_objects_all_in_the_managers_namespace() {
 
 #[test]
 fn role_grants_exactly_what_the_code_calls_in_its_own_namespace() {
-    let Some(objects) = rendered("role_grants_exactly_what_the_code_calls") else {
+    let Some(objects) = rendered() else {
         return;
     };
     let role = object(objects, "Role", NAME);
@@ -382,7 +381,7 @@ fn role_grants_exactly_what_the_code_calls_in_its_own_namespace() {
 
 #[test]
 fn pod_meets_pod_security_restricted() {
-    let Some(objects) = rendered("pod_meets_pod_security_restricted") else {
+    let Some(objects) = rendered() else {
         return;
     };
     let pod = pod_spec(objects);
@@ -448,7 +447,7 @@ fn pod_meets_pod_security_restricted() {
 
 #[test]
 fn rollout_never_leaves_the_node_without_a_manager() {
-    let Some(objects) = rendered("rollout_never_leaves_the_node_without_a_manager") else {
+    let Some(objects) = rendered() else {
         return;
     };
     let spec = &deployment(objects)["spec"];
@@ -477,7 +476,7 @@ fn rollout_never_leaves_the_node_without_a_manager() {
 
 #[test]
 fn every_variable_is_documented_and_the_key_comes_from_the_secret() {
-    let Some(objects) = rendered("every_variable_is_documented") else {
+    let Some(objects) = rendered() else {
         return;
     };
     let documented = documented_variables();
@@ -575,7 +574,7 @@ fn every_variable_is_documented_and_the_key_comes_from_the_secret() {
 
 #[test]
 fn the_binary_accepts_the_configuration_the_manifests_give_it() {
-    let Some(objects) = rendered("the_binary_accepts_the_configuration") else {
+    let Some(objects) = rendered() else {
         return;
     };
     // Every volume mount becomes a directory here; the key file holds the test key.
@@ -682,7 +681,7 @@ fn the_binary_accepts_the_configuration_the_manifests_give_it() {
 
 #[test]
 fn probes_service_and_network_policy_reach_the_api_port() {
-    let Some(objects) = rendered("probes_service_and_network_policy_reach_the_api_port") else {
+    let Some(objects) = rendered() else {
         return;
     };
     let c = container(objects);
@@ -733,7 +732,7 @@ fn probes_service_and_network_policy_reach_the_api_port() {
 
 #[test]
 fn nothing_carries_the_ownership_label_so_no_sync_can_prune_the_manager() {
-    let Some(objects) = rendered("nothing_carries_the_ownership_label") else {
+    let Some(objects) = rendered() else {
         return;
     };
     for o in objects {
@@ -768,7 +767,7 @@ fn image_is_this_versions_release_tag() {
         images[0]["newTag"], version,
         "tagged like releases: the bare version"
     );
-    let Some(objects) = rendered("image_is_this_versions_release_tag") else {
+    let Some(objects) = rendered() else {
         return;
     };
     assert_eq!(

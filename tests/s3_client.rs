@@ -1,7 +1,8 @@
 //! The self-update file's S3 client, used as a library: signed and
 //! anonymous reads, S3's errors, the size cap, HTTPS trusting only the
 //! configured roots, and the real S3 protocol against moto (CI starts it:
-//! `eval "$(bash .ci/moto.sh start)"`).
+//! `eval "$(bash .ci/moto.sh start)"`; elsewhere the kit starts its own,
+//! `wm_testkit::provision`).
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -1,13 +1,15 @@
 //! The binary as the scratch image runs it, as far as that can be checked
 //! where Docker cannot run. `.ci/static.sh` builds it with crt-static and
-//! names it in WM_STATIC_BIN; this test checks that it is a static ELF (no
+//! names it in WM_STATIC_BIN (without it, the kit runs that script itself,
+//! `wm_testkit::provision`); this test checks that it is a static ELF (no
 //! interpreter, no shared libraries) and starts it in an otherwise empty
 //! root directory (chroot: no shell, no libraries, no /etc, no /proc), where
 //! it must serve, reach the fake Kubernetes API over HTTPS by IP with the CA
 //! file from its root, reach the fake backend, and stop cleanly on SIGTERM.
 //!
-//! Skipped (with a message) without WM_STATIC_BIN, or where chroot is not
-//! permitted, except under CI=true, where both are failures.
+//! Skipped (with a message) where the static binary cannot be built (no
+//! static glibc) or chroot is not permitted, except under CI=true, where
+//! both are failures.
 
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -23,10 +25,10 @@ use wm_testkit::proc::{skip_outside_ci, wait_for, Manager, TempDir, TEST_KEY};
 const BIN_IN_ROOT: &str = "/workload-manager";
 
 fn static_bin() -> Option<PathBuf> {
-    match std::env::var_os("WM_STATIC_BIN") {
-        Some(p) if !p.is_empty() => Some(PathBuf::from(p)),
-        _ => {
-            skip_outside_ci("WM_STATIC_BIN is not set (eval \"$(bash .ci/static.sh)\" first)");
+    match wm_testkit::provision::static_binary() {
+        Ok(p) => Some(p),
+        Err(why) => {
+            skip_outside_ci(&format!("WM_STATIC_BIN is not set and {why}"));
             None
         }
     }

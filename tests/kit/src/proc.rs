@@ -225,8 +225,10 @@ impl Drop for Manager {
 
 /// Says a test is skipped because of `why` (e.g. "kubectl is not
 /// installed"), except under `CI=true`, where the test must run: there this
-/// panics, so the test fails instead.
+/// panics, so the test fails instead. Either way the skip is recorded
+/// (`skips`), and the end of `cargo test --workspace` lists it.
 pub fn skip_outside_ci(why: &str) {
+    crate::skips::record(why);
     assert!(
         std::env::var("CI").as_deref() != Ok("true"),
         "{why}, and CI=true requires this test to run"

@@ -1,8 +1,10 @@
 //! The product's S3 read path against moto, a real S3 emulator
-//! (`eval "$(bash .ci/moto.sh start)"` sets WM_TEST_S3_ENDPOINT), and the
-//! fake S3's error bodies compared with moto's for the same request: this is
-//! what keeps the fake honest. Skipped (with a message) without
-//! WM_TEST_S3_ENDPOINT, except under CI=true, where that is a failure.
+//! (`eval "$(bash .ci/moto.sh start)"` sets WM_TEST_S3_ENDPOINT; without it
+//! the kit starts a moto_server of its own from moto.sh's venv,
+//! `wm_testkit::provision`), and the fake S3's error bodies compared with
+//! moto's for the same request: this is what keeps the fake honest. Skipped
+//! (with a message) where no moto can be had, except under CI=true, where
+//! that is a failure.
 
 mod s3_support;
 

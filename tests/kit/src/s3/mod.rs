@@ -240,17 +240,18 @@ impl Drop for FakeS3 {
     }
 }
 
-/// The moto S3 emulator's endpoint from `WM_TEST_S3_ENDPOINT` (CI starts it:
-/// `eval "$(bash .ci/moto.sh start)"`). Without it: `None`, so the caller
-/// skips, except that under `CI=true` this panics, so the test fails
+/// The moto S3 emulator's endpoint: `WM_TEST_S3_ENDPOINT` (CI starts it:
+/// `eval "$(bash .ci/moto.sh start)"`), else one this test process starts
+/// (`provision::moto_endpoint`). Where neither can be had: `None`, so the
+/// caller skips, except that under `CI=true` this panics, so the test fails
 /// rather than skips.
 pub fn moto_endpoint() -> Option<String> {
-    match std::env::var("WM_TEST_S3_ENDPOINT") {
-        Ok(e) if !e.is_empty() => Some(e),
-        _ => {
-            crate::proc::skip_outside_ci(
-                "WM_TEST_S3_ENDPOINT is not set (eval \"$(bash .ci/moto.sh start)\" first)",
-            );
+    match crate::provision::moto_endpoint() {
+        Ok(e) => Some(e),
+        Err(why) => {
+            crate::proc::skip_outside_ci(&format!(
+                "no moto S3 emulator: WM_TEST_S3_ENDPOINT is not set and {why}"
+            ));
             None
         }
     }
