@@ -7,9 +7,17 @@ use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 
+/// Bytes each way that a connection buffers (ureq's default is 128 KiB,
+/// zero-filled, so resident for as long as a pooled connection lives: 512 KiB
+/// for the Kubernetes and backend connections at idle). One TLS record;
+/// response headers must fit in it (all these servers send well under 2 KiB).
+pub const CONNECTION_BUFFER: usize = 16 * 1024;
+
 /// A ureq configuration with those rules; callers add TLS and redirects.
 pub fn config(timeout: Duration) -> ureq::config::ConfigBuilder<ureq::typestate::AgentScope> {
     ureq::Agent::config_builder()
+        .input_buffer_size(CONNECTION_BUFFER)
+        .output_buffer_size(CONNECTION_BUFFER)
         .http_status_as_error(false)
         .proxy(None)
         .timeout_global(Some(timeout))

@@ -22,9 +22,8 @@ pub fn close_window(state: &mut State, now: Instant, wall: SystemTime) -> Queued
         .map(|(name, healthy)| {
             let heartbeat = state
                 .workloads
-                .iter()
-                .find(|(n, _)| n == name)
-                .and_then(|(_, w)| w.heartbeat.as_ref());
+                .get(name)
+                .and_then(|w| w.heartbeat.as_ref());
             let health = state.workloads.health(name, now);
             let view = state.deployments.get(name);
             let diagnosis = state.diagnoses.get(name);

@@ -184,6 +184,11 @@ impl Workloads {
         self.desired.is_some()
     }
 
+    /// One workload's entry.
+    pub fn get(&self, name: &str) -> Option<&Workload> {
+        self.entries.get(name)
+    }
+
     /// Every entry, by name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &Workload)> {
         self.entries.iter().map(|(k, v)| (k.as_str(), v))

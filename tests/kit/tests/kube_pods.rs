@@ -206,6 +206,28 @@ fn the_pod_list_is_a_pod_list_with_label_selectors() {
     assert_eq!(logged[1], format!("GET {PODS}?resourceVersion=0 Some(200)"));
 }
 
+#[test]
+fn list_body_is_the_served_list_byte_for_byte() {
+    let kube = fake();
+    let c = Client::new(&kube);
+    create(&c, &with_replicas("web", "nginx:1.27", 2));
+    create(&c, &deployment("api", "nginx:1.27"));
+    kube.settle();
+    assert_eq!(
+        c.get(PODS).text.as_bytes(),
+        kube.list_body("pods", "").as_slice()
+    );
+    let web = kube.list_body("deployments", "app=web");
+    assert_eq!(
+        c.get(&format!("{DEPLOYS}?labelSelector=app%3Dweb"))
+            .text
+            .as_bytes(),
+        web.as_slice()
+    );
+    let items = serde_json::from_slice::<Value>(&web).unwrap()["items"].clone();
+    assert_eq!(items.as_array().map(Vec::len), Some(1), "{items}");
+}
+
 /// One scenario's pod, after the controller ran, and its Deployment.
 fn scenario(s: PodScenario, image: &str) -> (Value, Value) {
     let kube = fake();

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use wm_testkit::bench::load::{self, LoadResult, Peak, Sampler};
 use wm_testkit::bench::report::{num, table, Row};
-use wm_testkit::bench::startup::{self, get_status};
+use wm_testkit::bench::startup;
 use wm_testkit::bench::stats::{median, percentile};
 use wm_testkit::bench::sys::{self, Machine, Sched};
 use wm_testkit::bench::wrk;
@@ -27,13 +27,20 @@ use wm_testkit::node::FakeNode;
 use wm_testkit::proc::{Manager, TempDir};
 
 const USAGE: &str =
-    "usage: bench [--quick] [--sync N] [--outbox] [--render] [--slow-api] [--cluster] [--bin PATH]
+    "usage: bench [--quick] [--sync N] [--outbox] [--render] [--window] [--memory] [--slow-api] [--cluster] [--bin PATH]
 
-  --quick     10 s idle window instead of 60 s (idle CPU scaled to a minute),
-              load rounds of 2 s instead of 5 s
+  --quick     10 s idle window instead of 60 s (idle CPU scaled to a minute;
+              the report interval follows the idle window, so the scaled
+              minute holds six report windows instead of one), load rounds
+              of 2 s instead of 5 s
   --sync N    only the sync rows, with N desired workloads
   --outbox    only the rows of a day of queued reports
   --render    only the in-process rendering of /v1/status and /metrics
+  --window    only the in-process report window rows: its main-thread work
+              (decoding the Node, Deployments and pods, diagnosis, /proc,
+              closing) for 10, 100 and 1,000 workloads
+  --memory    only the RSS rows: idle with no workloads, and 1,000 workloads
+              with their pods after 3 report windows
   --slow-api  only the initial syncs of 200 and 1,000 workloads against a
               Kubernetes API answering in 20 ms and 50 ms
   --cluster   only the sync rows (100 and 1,000 workloads) against the fake
@@ -126,11 +133,15 @@ fn progress(what: &str) {
 }
 
 fn main() -> ExitCode {
+    // The manager's allocator settings, so the in-process rows allocate as it does.
+    workload_manager::memory::return_large_blocks();
     let mut quick = false;
     let mut only_sync: Option<usize> = None;
     let mut only_outbox = false;
     let mut only_slow = false;
     let mut only_render = false;
+    let mut only_window = false;
+    let mut only_memory = false;
     let mut only_cluster = false;
     let mut bin: Option<PathBuf> = None;
     let mut args = std::env::args().skip(1);
@@ -140,6 +151,8 @@ fn main() -> ExitCode {
             "--outbox" => only_outbox = true,
             "--slow-api" => only_slow = true,
             "--render" => only_render = true,
+            "--window" => only_window = true,
+            "--memory" => only_memory = true,
             "--cluster" => only_cluster = true,
             "--sync" => match args.next().and_then(|n| n.parse().ok()) {
                 Some(n) => only_sync = Some(n),
@@ -205,6 +218,23 @@ fn main() -> ExitCode {
             let mut report = Report::default();
             rendering(&mut report);
             print!("{}", table(&report.rows));
+        }
+        _ if only_window => {
+            let mut report = Report::default();
+            report_windows(&mut report);
+            print!("{}", table(&report.rows));
+            for line in &report.raw {
+                println!("- {line}");
+            }
+        }
+        _ if only_memory => {
+            let mut report = Report::default();
+            idle_rss(&bin, &mut report);
+            window_memory(&bin, 1000, &mut report);
+            print!("{}", table(&report.rows));
+            for line in &report.raw {
+                println!("- {line}");
+            }
         }
         _ if only_slow => {
             let mut report = Report::default();
@@ -276,11 +306,13 @@ fn run(bin: &Path, plan: &Plan) {
 
     size(bin, &tmp, &mut report);
     starts(bin, &env, plan, &tmp, &mut report);
-    long_lived(bin, &env, plan, &tmp, &mut report);
     drop(kube);
     drop(backend);
+    idle_rss(bin, &mut report);
+    long_lived(bin, plan, &tmp, &mut report);
     reporting(&mut report);
     rendering(&mut report);
+    report_windows(&mut report);
     for workloads in [10, 100] {
         outbox_day(bin, workloads, &tmp, &mut report);
     }
@@ -291,6 +323,7 @@ fn run(bin: &Path, plan: &Plan) {
     if let (Some(small), Some(large)) = (memory[1], memory[2]) {
         growth(small, large, &mut report);
     }
+    window_memory(bin, 1000, &mut report);
     slow_syncs(bin, &mut report);
     match wm_testkit::cluster::ControlPlane::from_env() {
         Ok(cp) => real_cluster(&cp, bin, &mut report),
@@ -399,23 +432,15 @@ fn syncs(bin: &Path, n: usize, report: &mut Report) -> Option<(f64, f64)> {
     }
     // Let the rollouts complete and the manager see it, so the next syncs are idle.
     kube.settle();
-    let sync_once = |m: &mut Manager| {
-        let before = m.job_runs("sync");
-        m.post("/v1/sync", "application/json", "");
-        let until = Instant::now() + Duration::from_secs(60);
-        while m.job_runs("sync") <= before && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    };
-    sync_once(&mut m);
-    sync_once(&mut m);
+    sync_and_wait(&mut m);
+    sync_and_wait(&mut m);
     let (mut cpu_ms, mut requests) = (Vec::new(), Vec::new());
     for _ in 0..5 {
         let (km, bm) = (kube.mark(), backend.mark());
         let cpu0 = sys::sched_by_thread(m.pid())
             .get("main")
             .map_or(0, |s| s.cpu_ns);
-        sync_once(&mut m);
+        sync_and_wait(&mut m);
         let cpu1 = sys::sched_by_thread(m.pid())
             .get("main")
             .map_or(0, |s| s.cpu_ns);
@@ -473,6 +498,76 @@ fn syncs(bin: &Path, n: usize, report: &mut Report) -> Option<(f64, f64)> {
         sys::thread_names(m.pid()).values().sum::<usize>()
     ));
     Some((rss_kib, heap_kib))
+}
+
+/// GETs of the namespace's pod list (one per report window) answered 200 since `mark`.
+fn pod_lists(kube: &FakeKube, mark: wm_testkit::kube::Mark) -> usize {
+    kube.requests_since(mark)
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/pods") && r.status == Some(200))
+        .count()
+}
+
+/// Resident memory with `n` desired workloads, all deployed and each with
+/// its pod in the fake, once at least 3 report windows 2 s apart (each
+/// reading the Node, the Deployments and the `n` pods) have closed: VmRSS,
+/// and VmHWM, the peak since start (the initial sync included).
+fn window_memory(bin: &Path, n: usize, report: &mut Report) {
+    const WINDOWS: usize = 3;
+    progress(&format!(
+        "RSS with {n} workloads and their pods over {WINDOWS} report windows"
+    ));
+    let node = FakeNode::new();
+    let (kube, backend) = (&node.kube, &node.backend);
+    backend.want_samples(wm_testkit::node::TEST_ADDRESS, n);
+    let m = start_against(bin, &node, &[("WM_REPORT_INTERVAL", "2s")]);
+    let what = format!("RSS with {n} managed workloads and their {n} pods, after {WINDOWS} report windows 2 s apart (VmRSS)");
+    let what_peak =
+        format!("peak RSS of that run since start: initial sync of {n} and the windows (VmHWM)");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    while backend.applied_versions().len() < n && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    kube.settle();
+    let mark = kube.mark();
+    while pod_lists(kube, mark) < WINDOWS && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The window of the last list closes when its report run ends.
+    let runs = m.job_runs("report");
+    while m.job_runs("report") <= runs && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let pods = kube.pods().len();
+    if kube.deployments().len() < n || pods < n || pod_lists(kube, mark) < WINDOWS {
+        let why = format!(
+            "{} Deployments, {pods} pods, {} pod lists within 180 s",
+            kube.deployments().len(),
+            pod_lists(kube, mark)
+        );
+        report.rows.push(Row::failed(&what, &why, "< 24 MiB"));
+        return;
+    }
+    let (rss, peak) = (m.proc_status("VmRSS") as f64, m.proc_status("VmHWM") as f64);
+    report
+        .rows
+        .push(Row::below(&what, rss / MIB, 24.0, "MiB", 2));
+    report
+        .rows
+        .push(Row::below(&what_peak, peak / MIB, 24.0, "MiB", 2));
+    report.raw(format!(
+        "{n} workloads over report windows: {} pod lists of {} bytes each, VmRSS {rss} kB, VmHWM {peak} kB, heap in use {:.0} KiB, {} threads; RSS by mapping kB: {}",
+        pod_lists(kube, mark),
+        kube.list_body("pods", "").len(),
+        m.metric("wm_heap_bytes").unwrap_or(f64::NAN) / 1024.0,
+        m.proc_status("Threads"),
+        sys::rss_by_mapping(m.pid())
+            .iter()
+            .take(5)
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
 }
 
 /// Starts `bin` against the node's fakes, reports and update checks an
@@ -693,6 +788,139 @@ fn reporting(report: &mut Report) {
     ));
 }
 
+/// What one report window reads, as the fake serves it, for Deployments
+/// made as the manager makes them (the sample manifest with our labels and
+/// version annotation, POSTed) and their pods once ready (as the controller,
+/// admission and the kubelet write them, managedFields included).
+struct WindowBodies {
+    node_name: String,
+    node: Vec<u8>,
+    deployments: Vec<u8>,
+    pods: Vec<u8>,
+}
+
+impl WindowBodies {
+    fn of(names: &[String]) -> Result<WindowBodies, String> {
+        use workload_manager::reconcile::{prepare, LABEL_MANAGED_BY};
+        let kube = FakeKube::builder().namespace("edge").start();
+        for name in names {
+            let manifest = wm_testkit::backend::sample_manifest(name, "registry.example/app:1.4.0");
+            kube.put_deployment_raw(
+                "workload-manager",
+                prepare(name, "1.4.0", "edge", &manifest)?,
+            );
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let all_ready = || {
+            let deployments = kube.deployments();
+            deployments
+                .iter()
+                .all(|d| wm_testkit::kube::rollout_complete(d) == Ok(true))
+                && kube.pods().len() == names.len()
+        };
+        while !all_ready() {
+            if Instant::now() > deadline {
+                return Err("the fake's pods not all ready within 60 s".into());
+            }
+            kube.settle();
+        }
+        let managed = format!("{}={}", LABEL_MANAGED_BY.0, LABEL_MANAGED_BY.1);
+        Ok(WindowBodies {
+            node_name: kube.node_name().to_string(),
+            node: kube.node().to_string().into_bytes(),
+            deployments: kube.list_body("deployments", &managed),
+            pods: kube.list_body("pods", ""),
+        })
+    }
+}
+
+/// One report window's main-thread work for 10, 100 and 1,000 workloads, in
+/// process and without the network: decoding the Node, the managed
+/// Deployments and the namespace's pods from the fake's bodies, refreshing
+/// the views, diagnosing, sampling the kernel (`Host::sample` on "/"), and
+/// closing the window into a report: median of 50 windows each.
+fn report_windows(report: &mut Report) {
+    use workload_manager::kube::{Deployment, Node};
+    use workload_manager::pods::PodList;
+    use workload_manager::report as wm_report;
+    #[derive(serde::Deserialize)]
+    struct DeploymentList {
+        items: Vec<Deployment>,
+    }
+    const RUNS: usize = 50;
+    for (n, target_ms) in [(10, None), (100, Some(5.0)), (1000, Some(50.0))] {
+        progress(&format!("report window with {n} workloads, in process"));
+        let mut node = HealthyNode::new(n);
+        let what = format!(
+            "report window with {n} workloads, main thread, in process: decode Node, Deployments and {n} pods, refresh views, diagnose, sample /proc, close; median of {RUNS}"
+        );
+        let bodies = match WindowBodies::of(&node.names) {
+            Ok(b) => b,
+            Err(why) => {
+                let target = target_ms.map_or(String::new(), |t| format!("< {t} ms"));
+                report.rows.push(Row::failed(&what, &why, &target));
+                continue;
+            }
+        };
+        let state = &mut node.state;
+        state.node =
+            workload_manager::node::view::NodeView::new(Some(bodies.node_name.clone()), node.t0);
+        // What the syncs left: a view of each Deployment.
+        let listed: DeploymentList =
+            serde_json::from_slice(&bodies.deployments).expect("the fake's list decodes");
+        for d in &listed.items {
+            state.deployments.insert(
+                d.metadata.name.clone(),
+                workload_manager::state::DeploymentView::of(d),
+            );
+        }
+        let mut host = workload_manager::node::proc::Host::new("/");
+        // Milliseconds per run: decoding the three bodies, refresh + diagnose, /proc, close.
+        let mut phases: Vec<[f64; 4]> = Vec::new();
+        for round in 0..RUNS as u64 {
+            let now = node.minute(round);
+            let state = &mut node.state;
+            let t0 = Instant::now();
+            let got: Result<Node, _> = serde_json::from_slice(&bodies.node);
+            state.node.set_object(Ok(got.ok()));
+            let listed: DeploymentList =
+                serde_json::from_slice(&bodies.deployments).expect("decodes");
+            let pods: PodList = serde_json::from_slice(&bodies.pods).expect("decodes");
+            let t1 = Instant::now();
+            wm_report::refresh_views(state, &listed.items);
+            wm_report::diagnose(state, &listed.items, &pods.items);
+            drop((listed, pods));
+            let t2 = Instant::now();
+            let sample = host.sample();
+            state.node.observe(sample, now);
+            let t3 = Instant::now();
+            let queued = wm_report::close_window(state, now, SystemTime::now());
+            let t4 = Instant::now();
+            std::hint::black_box(queued);
+            phases.push([ms(t1 - t0), ms(t2 - t1), ms(t3 - t2), ms(t4 - t3)]);
+        }
+        let total: Vec<f64> = phases.iter().map(|p| p.iter().sum()).collect();
+        let phase = |i: usize| median(&phases.iter().map(|p| p[i]).collect::<Vec<_>>());
+        report.rows.push(match target_ms {
+            Some(t) => Row::below(&what, median(&total), t, "ms", 2),
+            None => Row::info(&what, format!("{} ms", num(median(&total), 2))),
+        });
+        report.raw(format!(
+            "report window, {n} workloads: bodies: pod list {} bytes ({:.1} KiB a pod), Deployment list {} bytes, Node {} bytes; ms: median {:.2}, p90 {:.2}; median by phase: decode {:.2}, refresh + diagnose {:.2}, /proc sample {:.2}, close {:.2}",
+            bodies.pods.len(),
+            bodies.pods.len() as f64 / n as f64 / 1024.0,
+            bodies.deployments.len(),
+            bodies.node.len(),
+            median(&total),
+            percentile(&total, 90.0),
+            phase(0),
+            phase(1),
+            phase(2),
+            phase(3)
+        ));
+    }
+}
+
 /// Rendering `/v1/status` (JSON) and `/metrics` in process, as the main
 /// thread does for every poll: median of 200 renders of each.
 fn rendering(report: &mut Report) {
@@ -848,124 +1076,51 @@ fn starts(bin: &Path, env: &[(String, String)], plan: &Plan, tmp: &TempDir, repo
     }
 }
 
-/// 3–7. One long-lived manager: idle, then heartbeats at full speed.
-fn long_lived(
-    bin: &Path,
-    env: &[(String, String)],
-    plan: &Plan,
-    tmp: &TempDir,
-    report: &mut Report,
-) {
-    progress("starting the long-lived manager");
-    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let mut m = Manager::start(bin, &env_refs);
-    let pid = m.pid();
-    let addr = m.addr;
+/// Workloads of the long-lived manager: [`WORKLOAD`] and nine more.
+const IDLE_WORKLOADS: usize = 10;
 
-    let t = Instant::now();
-    let mut ready = false;
-    while t.elapsed() < Duration::from_secs(15) {
-        if get_status(addr, "/readyz") == Some(200) {
-            ready = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
+/// Asks for a sync and waits (at most 60 s) until one has run.
+fn sync_and_wait(m: &mut Manager) {
+    let before = m.job_runs("sync");
+    m.post("/v1/sync", "application/json", "");
+    let until = Instant::now() + Duration::from_secs(60);
+    while m.job_runs("sync") <= before && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(5));
     }
-    report.raw(format!(
-        "long-lived manager pid {pid} on {addr}: {}",
-        if ready {
-            format!("ready after {:.1} s", t.elapsed().as_secs_f64())
-        } else {
-            "NOT ready within 15 s (idle and load figures are for a manager that is not ready)"
-                .to_string()
-        }
-    ));
-
-    idle(&mut m, plan, report);
-    under_load(&mut m, plan, tmp, report);
-
-    let alive = m.alive();
-    if !alive {
-        report.raw("the manager was NOT running at the end of the bench");
-    }
-    let warnings = m
-        .log()
-        .iter()
-        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-        .count();
-    report.raw(format!(
-        "manager log: {} lines, {warnings} at WARN or ERROR",
-        m.log().len()
-    ));
 }
 
-fn idle(m: &mut Manager, plan: &Plan, report: &mut Report) {
+/// 3: a manager with no workloads: resident memory 10 s after its first
+/// sync, and what makes it up.
+fn idle_rss(bin: &Path, report: &mut Report) {
+    progress("idle RSS with no workloads: 10 s after the first sync");
+    let node = FakeNode::new();
+    node.want(&[]);
+    let m = node.start(bin, &[("WM_LOG", "info")]);
     let pid = m.pid();
-    progress(&format!(
-        "idle: {} s window (RSS at 10 s)",
-        plan.idle.as_secs()
-    ));
-    std::thread::sleep(Duration::from_secs(1));
-    let clk = sys::clock_ticks();
-    let t0 = Instant::now();
-    let (ticks0, sched0) = (sys::cpu_ticks(pid), sys::sched_total(pid));
-    let rss_at = Duration::from_secs(10).min(plan.idle);
-    std::thread::sleep(rss_at);
+    let until = Instant::now() + Duration::from_secs(15);
+    while m.job_runs("sync") == 0 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let synced = m.job_runs("sync") > 0;
+    std::thread::sleep(Duration::from_secs(10));
     let rss = m.proc_status("VmRSS");
     let threads = m.proc_status("Threads");
     let rollup = sys::smaps_rollup(pid);
     let by_mapping = sys::rss_by_mapping(pid);
     let names = sys::thread_names(pid);
-    std::thread::sleep(plan.idle.saturating_sub(t0.elapsed()));
-    let window = t0.elapsed();
-    let (ticks1, sched1) = (sys::cpu_ticks(pid), sys::sched_total(pid));
-
     report.rows.push(Row::below(
-        "idle RSS after 10 s idle (VmRSS)",
+        "idle RSS with no workloads, 10 s after the first sync (VmRSS)",
         rss as f64 / MIB,
         5.0,
         "MiB",
         2,
     ));
-    let per_minute = 60.0 / window.as_secs_f64();
-    match (ticks0, ticks1) {
-        (Some(a), Some(b)) => {
-            let cpu = (b - a) as f64 / clk as f64;
-            report.rows.push(Row::below(
-                &format!(
-                    "idle CPU: utime+stime over {} s idle{}, per idle minute",
-                    window.as_secs(),
-                    if plan.quick { ", scaled to 60 s" } else { "" }
-                ),
-                cpu * per_minute,
-                0.01,
-                "CPU-s",
-                3,
-            ));
-            report.raw(format!(
-                "idle CPU: {} ticks in {:.1} s (1 tick = {:.0} ms, so 0.01 CPU-s is a single tick)",
-                b - a,
-                window.as_secs_f64(),
-                1e3 / clk as f64
-            ));
-        }
-        _ => report.rows.push(Row::failed(
-            "idle CPU",
-            "/proc/PID/stat unreadable",
-            "< 0.01 CPU-s",
-        )),
-    }
-    let d = sched1.since(sched0);
-    report.rows.push(Row::info(
-        "idle CPU by schedstat (ns, live threads only), per idle minute; wake-ups per second",
-        format!(
-            "{} CPU-s; {:.1} wake-ups/s",
-            num(d.cpu_ns as f64 / 1e9 * per_minute, 4),
-            d.runs as f64 / window.as_secs_f64()
-        ),
-    ));
+    report
+        .rows
+        .push(Row::info("threads, idle", threads.to_string()));
     report.raw(format!(
-        "idle: VmRSS {rss} kB, {threads} threads ({})",
+        "idle, no workloads{}: VmRSS {rss} kB, {threads} threads ({})",
+        if synced { "" } else { " (NO sync within 15 s)" },
         names
             .iter()
             .map(|(n, c)| format!("{c}× {n}"))
@@ -1001,9 +1156,146 @@ fn idle(m: &mut Manager, plan: &Plan, report: &mut Report) {
             .collect::<Vec<_>>()
             .join(", ")
     ));
-    report
-        .rows
-        .push(Row::info("threads, idle", threads.to_string()));
+}
+
+/// 4–8. One long-lived manager with [`IDLE_WORKLOADS`] workloads, all
+/// deployed with their pods: idle, then heartbeats at full speed.
+fn long_lived(bin: &Path, plan: &Plan, tmp: &TempDir, report: &mut Report) {
+    progress(&format!(
+        "starting the long-lived manager: {IDLE_WORKLOADS} workloads with their pods"
+    ));
+    let node = FakeNode::new();
+    let names: Vec<String> = std::iter::once(WORKLOAD.to_string())
+        .chain((1..IDLE_WORKLOADS).map(|i| format!("idle-{i}")))
+        .collect();
+    let wanted: Vec<(&str, &str)> = names.iter().map(|n| (n.as_str(), "1.0.0")).collect();
+    node.want(&wanted);
+    // One report window per idle window, as the default minute does for 60 s.
+    let interval = format!("{}s", plan.idle.as_secs());
+    let mut m = node.start(
+        bin,
+        &[
+            ("WM_LOG", "info"),
+            ("WM_REPORT_INTERVAL", interval.as_str()),
+        ],
+    );
+    let (pid, addr) = (m.pid(), m.addr);
+    let t = Instant::now();
+    while node.backend.applied_versions().len() < IDLE_WORKLOADS
+        && t.elapsed() < Duration::from_secs(30)
+    {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let deployed = node.backend.applied_versions().len();
+    // Let the rollouts complete and the manager see it, so what follows is idle.
+    node.kube.settle();
+    sync_and_wait(&mut m);
+    report.raw(format!(
+        "long-lived manager pid {pid} on {addr}: {deployed} of {IDLE_WORKLOADS} workloads deployed after {:.1} s{}, {} pods, NODE_NAME {}, report interval {interval}",
+        t.elapsed().as_secs_f64(),
+        if deployed < IDLE_WORKLOADS { " (NOT all: idle figures are for a manager still syncing)" } else { "" },
+        node.kube.pods().len(),
+        node.kube.node_name()
+    ));
+
+    idle(&mut m, &node.kube, plan, report);
+    under_load(&mut m, plan, tmp, report);
+
+    let alive = m.alive();
+    if !alive {
+        report.raw("the manager was NOT running at the end of the bench");
+    }
+    let warnings = m
+        .log()
+        .iter()
+        .filter(|l| l.contains("WARN") || l.contains("ERROR"))
+        .count();
+    report.raw(format!(
+        "manager log: {} lines, {warnings} at WARN or ERROR",
+        m.log().len()
+    ));
+}
+
+/// CPU over the idle window (in which one report window falls: the report
+/// interval is the idle window's length), scaled to a minute, and the
+/// resident memory 10 s into it.
+fn idle(m: &mut Manager, kube: &FakeKube, plan: &Plan, report: &mut Report) {
+    let pid = m.pid();
+    progress(&format!(
+        "idle: {} s window (RSS at 10 s)",
+        plan.idle.as_secs()
+    ));
+    std::thread::sleep(Duration::from_secs(1));
+    let clk = sys::clock_ticks();
+    let t0 = Instant::now();
+    let mark = kube.mark();
+    let (ticks0, sched0) = (sys::cpu_ticks(pid), sys::sched_total(pid));
+    let rss_at = Duration::from_secs(10).min(plan.idle);
+    std::thread::sleep(rss_at);
+    let rss = m.proc_status("VmRSS");
+    std::thread::sleep(plan.idle.saturating_sub(t0.elapsed()));
+    let window = t0.elapsed();
+    let (ticks1, sched1) = (sys::cpu_ticks(pid), sys::sched_total(pid));
+    let calls = kube.requests_since(mark);
+    let count = |f: &dyn Fn(&str) -> bool| calls.iter().filter(|r| f(&r.path)).count();
+    let windows = pod_lists(kube, mark);
+    let reads = format!(
+        "{} Node, {} Deployment list, {windows} pod list, {} Lease, {} other",
+        count(&|p| p.starts_with("/api/v1/nodes/")),
+        count(&|p| p.ends_with("/deployments")),
+        count(&|p| p.contains("/leases")),
+        count(&|p| {
+            !(p.starts_with("/api/v1/nodes/")
+                || p.ends_with("/deployments")
+                || p.ends_with("/pods")
+                || p.contains("/leases"))
+        })
+    );
+
+    report.rows.push(Row::info(
+        &format!("idle RSS with {IDLE_WORKLOADS} workloads and their pods, 10 s into the idle window (VmRSS)"),
+        format!("{} MiB", num(rss as f64 / MIB, 2)),
+    ));
+    let per_minute = 60.0 / window.as_secs_f64();
+    let what = format!(
+        "idle CPU with {IDLE_WORKLOADS} workloads and their pods: utime+stime over {} s idle holding {windows} report window(s) (Node, Deployments, pods, /proc){}, per idle minute",
+        window.as_secs(),
+        if plan.quick { ", scaled to 60 s" } else { "" }
+    );
+    match (ticks0, ticks1) {
+        (Some(a), Some(b)) => {
+            let cpu = (b - a) as f64 / clk as f64;
+            let mut row = Row::below(&what, cpu * per_minute, 0.02, "CPU-s", 3);
+            if windows == 0 {
+                row.value = format!(
+                    "{} (no report window: not what the target means)",
+                    row.value
+                );
+                row.ok = Some(false);
+            }
+            report.rows.push(row);
+            report.raw(format!(
+                "idle CPU: {} ticks in {:.1} s (1 tick = {:.0} ms, so 0.01 CPU-s is a single tick); Kubernetes calls in it: {reads}",
+                b - a,
+                window.as_secs_f64(),
+                1e3 / clk as f64
+            ));
+        }
+        _ => report.rows.push(Row::failed(
+            &what,
+            "/proc/PID/stat unreadable",
+            "< 0.02 CPU-s",
+        )),
+    }
+    let d = sched1.since(sched0);
+    report.rows.push(Row::info(
+        "idle CPU by schedstat (ns, live threads only), per idle minute; wake-ups per second",
+        format!(
+            "{} CPU-s; {:.1} wake-ups/s",
+            num(d.cpu_ns as f64 / 1e9 * per_minute, 4),
+            d.runs as f64 / window.as_secs_f64()
+        ),
+    ));
 }
 
 /// Manager CPU and per-thread schedstat over a stretch of load.

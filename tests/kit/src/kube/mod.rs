@@ -73,6 +73,7 @@ use leases::LEASES;
 use nodes::NODES;
 use pods::PODS;
 use resource::WriteCtx;
+use selector::Selector;
 use state::{Config, Shared, State};
 use store::Store;
 
@@ -379,6 +380,24 @@ impl FakeKube {
             .list(PODS.resource)
             .map(|s| s.value.clone())
             .collect()
+    }
+
+    /// The body a list of the namespace's `pods` or `deployments` answers
+    /// (with `label_selector`, `""` for all), byte for byte as served: for
+    /// decoding in process what the manager would read. Panics for another
+    /// resource or a selector the API would refuse.
+    pub fn list_body(&self, resource: &str, label_selector: &str) -> Vec<u8> {
+        let rt = match resource {
+            "pods" => &PODS,
+            "deployments" => &DEPLOYMENTS,
+            other => panic!("list_body: no list of {other:?}"),
+        };
+        let selector = Selector::parse(label_selector)
+            .unwrap_or_else(|e| panic!("list_body({label_selector:?}): {e}"));
+        let st = self.shared.lock();
+        resource::list(&st.store, rt, &selector)
+            .to_string()
+            .into_bytes()
     }
 
     /// The pods whose controller (a ReplicaSet `<deployment>-<hash>`) belongs
