@@ -123,6 +123,16 @@ pub fn sched_total(pid: u32) -> Sched {
         })
 }
 
+/// The ids of the process's live threads (/proc/PID/task): the same set at
+/// both ends of a stretch means [`sched_total`] saw all of its CPU time.
+pub fn thread_ids(pid: u32) -> std::collections::BTreeSet<u32> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
 /// Names of the process's live threads (from /proc/PID/task/*/comm), counted.
 pub fn thread_names(pid: u32) -> BTreeMap<String, usize> {
     let mut names = BTreeMap::new();
@@ -201,6 +211,7 @@ mod tests {
             .any(|(k, kb)| k == "Rss" && *kb > 0));
         assert!(!rss_by_mapping(pid).is_empty());
         assert!(!thread_names(pid).is_empty());
+        assert!(thread_ids(pid).contains(&pid));
         let m = Machine::read();
         assert!(m.nproc >= 1);
         assert!(m.date.ends_with(" UTC") && m.date.len() == 20, "{}", m.date);

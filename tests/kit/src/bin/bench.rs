@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! cargo build --release                          # the bench builds nothing itself
-//! cargo run --release -p wm-testkit --bin bench  # full run, about 2.5 minutes
-//! cargo run --release -p wm-testkit --bin bench -- --quick   # about 1 minute
+//! cargo run --release -p wm-testkit --bin bench  # full run, about 7 minutes on 2 cores
+//! cargo run --release -p wm-testkit --bin bench -- --quick   # about 5 minutes
 //! ```
 //!
 //! The manager under test talks to an in-process fake Kubernetes API (HTTPS,
@@ -1190,12 +1190,19 @@ fn long_lived(bin: &Path, plan: &Plan, tmp: &TempDir, report: &mut Report) {
     // Let the rollouts complete and the manager see it, so what follows is idle.
     node.kube.settle();
     sync_and_wait(&mut m);
+    // Start just after a report window (the first closes 0.9 to 1.9
+    // intervals after leading): the next closes one interval later, inside
+    // the idle window.
+    let first_window = node
+        .backend
+        .wait_for_reports(1, plan.idle * 2 + Duration::from_secs(15));
     report.raw(format!(
-        "long-lived manager pid {pid} on {addr}: {deployed} of {IDLE_WORKLOADS} workloads deployed after {:.1} s{}, {} pods, NODE_NAME {}, report interval {interval}",
-        t.elapsed().as_secs_f64(),
-        if deployed < IDLE_WORKLOADS { " (NOT all: idle figures are for a manager still syncing)" } else { "" },
+        "long-lived manager pid {pid} on {addr}: {deployed} of {IDLE_WORKLOADS} workloads deployed, {} pods, NODE_NAME {}, report interval {interval}; first report {} after {:.1} s{}",
         node.kube.pods().len(),
-        node.kube.node_name()
+        node.kube.node_name(),
+        if first_window { "delivered" } else { "NOT delivered" },
+        t.elapsed().as_secs_f64(),
+        if deployed < IDLE_WORKLOADS { " (NOT all deployed: idle figures are for a manager still syncing)" } else { "" },
     ));
 
     idle(&mut m, &node.kube, plan, report);
@@ -1229,13 +1236,21 @@ fn idle(m: &mut Manager, kube: &FakeKube, plan: &Plan, report: &mut Report) {
     let clk = sys::clock_ticks();
     let t0 = Instant::now();
     let mark = kube.mark();
-    let (ticks0, sched0) = (sys::cpu_ticks(pid), sys::sched_total(pid));
+    let (ticks0, sched0, tids0) = (
+        sys::cpu_ticks(pid),
+        sys::sched_total(pid),
+        sys::thread_ids(pid),
+    );
     let rss_at = Duration::from_secs(10).min(plan.idle);
     std::thread::sleep(rss_at);
     let rss = m.proc_status("VmRSS");
     std::thread::sleep(plan.idle.saturating_sub(t0.elapsed()));
     let window = t0.elapsed();
-    let (ticks1, sched1) = (sys::cpu_ticks(pid), sys::sched_total(pid));
+    let (ticks1, sched1, tids1) = (
+        sys::cpu_ticks(pid),
+        sys::sched_total(pid),
+        sys::thread_ids(pid),
+    );
     let calls = kube.requests_since(mark);
     let count = |f: &dyn Fn(&str) -> bool| calls.iter().filter(|r| f(&r.path)).count();
     let windows = pod_lists(kube, mark);
@@ -1257,15 +1272,31 @@ fn idle(m: &mut Manager, kube: &FakeKube, plan: &Plan, report: &mut Report) {
         format!("{} MiB", num(rss as f64 / MIB, 2)),
     ));
     let per_minute = 60.0 / window.as_secs_f64();
+    // Nanoseconds when the same threads were there at both ends and the
+    // ticks (which count exited threads too) show nothing more, to within
+    // the 2 ticks of truncating both readings; else the ticks, 10 ms each,
+    // as coarse as half the target.
+    let d = sched1.since(sched0);
+    let ticks = ticks0.zip(ticks1).map(|(a, b)| b.saturating_sub(a));
+    let sched_s = d.cpu_ns as f64 / 1e9;
+    let ticks_agree = ticks.is_none_or(|t| (t as f64 - 2.0) / clk as f64 <= sched_s);
+    let (cpu_s, how) = if tids0 == tids1 && ticks_agree {
+        (
+            Some(d.cpu_ns as f64 / 1e9),
+            "schedstat of its threads, the same ones throughout",
+        )
+    } else {
+        let cpu = ticks.map(|t| t as f64 / clk as f64);
+        (cpu, "utime+stime: threads came and went")
+    };
     let what = format!(
-        "idle CPU with {IDLE_WORKLOADS} workloads and their pods: utime+stime over {} s idle holding {windows} report window(s) (Node, Deployments, pods, /proc){}, per idle minute",
+        "idle CPU with {IDLE_WORKLOADS} workloads and their pods over {} s idle holding {windows} report window(s) (Node, Deployments, pods, /proc): {how}{}, per idle minute",
         window.as_secs(),
         if plan.quick { ", scaled to 60 s" } else { "" }
     );
-    match (ticks0, ticks1) {
-        (Some(a), Some(b)) => {
-            let cpu = (b - a) as f64 / clk as f64;
-            let mut row = Row::below(&what, cpu * per_minute, 0.02, "CPU-s", 3);
+    match cpu_s {
+        Some(cpu) => {
+            let mut row = Row::below(&what, cpu * per_minute, 0.02, "CPU-s", 4);
             if windows == 0 {
                 row.value = format!(
                     "{} (no report window: not what the target means)",
@@ -1274,27 +1305,30 @@ fn idle(m: &mut Manager, kube: &FakeKube, plan: &Plan, report: &mut Report) {
                 row.ok = Some(false);
             }
             report.rows.push(row);
-            report.raw(format!(
-                "idle CPU: {} ticks in {:.1} s (1 tick = {:.0} ms, so 0.01 CPU-s is a single tick); Kubernetes calls in it: {reads}",
-                b - a,
-                window.as_secs_f64(),
-                1e3 / clk as f64
-            ));
         }
-        _ => report.rows.push(Row::failed(
+        None => report.rows.push(Row::failed(
             &what,
             "/proc/PID/stat unreadable",
             "< 0.02 CPU-s",
         )),
     }
-    let d = sched1.since(sched0);
     report.rows.push(Row::info(
-        "idle CPU by schedstat (ns, live threads only), per idle minute; wake-ups per second",
+        "idle CPU by utime+stime (ticks of 10 ms, exited threads included), per idle minute; wake-ups per second (schedstat)",
         format!(
             "{} CPU-s; {:.1} wake-ups/s",
-            num(d.cpu_ns as f64 / 1e9 * per_minute, 4),
+            ticks.map_or("unreadable".into(), |t| num(
+                t as f64 / clk as f64 * per_minute,
+                2
+            )),
             d.runs as f64 / window.as_secs_f64()
         ),
+    ));
+    report.raw(format!(
+        "idle CPU: {} ns by schedstat, {} ticks (1 tick = {:.0} ms) in {:.1} s; threads {tids0:?} → {tids1:?}; Kubernetes calls in it: {reads}",
+        d.cpu_ns,
+        ticks.map_or("unreadable".into(), |t| t.to_string()),
+        1e3 / clk as f64,
+        window.as_secs_f64()
     ));
 }
 
