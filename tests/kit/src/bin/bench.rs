@@ -1212,15 +1212,21 @@ fn long_lived(bin: &Path, plan: &Plan, tmp: &TempDir, report: &mut Report) {
     if !alive {
         report.raw("the manager was NOT running at the end of the bench");
     }
-    let warnings = m
-        .log()
+    let log = m.log();
+    let warnings: Vec<&String> = log
         .iter()
         .filter(|l| l.contains("WARN") || l.contains("ERROR"))
-        .count();
+        .collect();
     report.raw(format!(
-        "manager log: {} lines, {warnings} at WARN or ERROR",
-        m.log().len()
+        "manager log: {} lines, {} at WARN or ERROR{}",
+        log.len(),
+        warnings.len(),
+        if warnings.is_empty() { "" } else { ":" }
     ));
+    // Shown, not just counted: a warning in a benchmark run is a finding.
+    for line in warnings.iter().take(20) {
+        report.raw(format!("  {line}"));
+    }
 }
 
 /// CPU over the idle window (in which one report window falls: the report
