@@ -892,6 +892,50 @@ mod tests {
     }
 
     #[test]
+    fn a_full_outbox_and_failed_runs_raise_error_events() {
+        let (mut agent, clock) = agent();
+        for i in 0..crate::outbox::CAPACITY {
+            let queued = crate::outbox::Queued {
+                id: format!("r{i}"),
+                json: "{}".into(),
+            };
+            agent.state.outbox.push(queued).unwrap();
+        }
+        agent.turn().unwrap();
+        lead(&mut agent, &clock);
+        agent.turn().unwrap();
+        clock.advance(FIRST_SYNC_WITHIN);
+        turn_until(&mut agent, |a| a.state.jobs[&JobId::Sync].last.is_some());
+        clock.advance(Duration::from_secs(60));
+        lead(&mut agent, &clock);
+        turn_until(&mut agent, |a| a.state.jobs[&JobId::Report].last.is_some());
+        assert_eq!(agent.state.outbox.dropped(), 1);
+        let events: Vec<_> = agent.state.events.waiting().collect();
+        let dropped = events
+            .iter()
+            .find(|e| e.source == "outbox")
+            .expect("an outbox event");
+        assert_eq!(dropped.level, crate::events::Level::Warning);
+        assert!(
+            dropped.message.starts_with("the outbox is full"),
+            "{}",
+            dropped.message
+        );
+        let failed = events
+            .iter()
+            .find(|e| e.source == "report")
+            .expect("the failed report run");
+        assert_eq!(failed.level, crate::events::Level::Error);
+        assert!(
+            failed.message.starts_with("report failed: "),
+            "{}",
+            failed.message
+        );
+        // Without SENTRY_DSN they are kept (bounded), never sent.
+        assert!(agent.sentry.is_none());
+    }
+
+    #[test]
     fn two_instances_started_in_the_same_millisecond_have_distinct_report_ids() {
         let (mut a, clock) = agent();
         let (mut b, _) = agent();

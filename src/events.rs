@@ -149,6 +149,11 @@ impl Events {
     pub fn queued(&self) -> usize {
         self.queue.len()
     }
+
+    /// The events waiting, oldest first.
+    pub fn waiting(&self) -> impl Iterator<Item = &Event> {
+        self.queue.iter()
+    }
 }
 
 /// An error's identity: its text with every run of digits as `N`, so
