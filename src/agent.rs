@@ -16,7 +16,7 @@ use crate::identity::NodeIdentity;
 use crate::jobs::{self, Context, Job, Step};
 use crate::kube::Kube;
 use crate::outbox::Outbox;
-use crate::scheduler::{JobId, Rng, Scheduler, Timing};
+use crate::scheduler::{JobId, Rng, Scheduler};
 use crate::server::{HttpServer, Incoming, Probe, SelfProbe};
 use crate::state::{Identity, State};
 use crate::{api, signals};
@@ -31,8 +31,7 @@ pub const FLUSH_BUDGET: Duration = Duration::from_secs(3);
 /// On the way out, a window shorter than this right after a regular report
 /// is not reported.
 pub const MIN_LAST_WINDOW: Duration = Duration::from_secs(1);
-/// First sync within this long of start (jittered), so a node is ready soon.
-pub const FIRST_SYNC_WITHIN: Duration = Duration::from_secs(5);
+pub use crate::jobs::FIRST_SYNC_WITHIN;
 
 /// Why the loop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,41 +102,7 @@ impl<C: Clock + Clone + 'static> Agent<C> {
             pod_name: config.pod_name.clone(),
             node_address: Some(node.address().to_string()),
         };
-        let mut scheduler = Scheduler::new(seed);
-        let timing = |interval: Duration, first_within: Duration| Timing {
-            interval,
-            first_within,
-            spread: 0.1,
-        };
-        scheduler.add(
-            JobId::Sync,
-            timing(config.sync_interval, FIRST_SYNC_WITHIN),
-            now,
-        );
-        // Reports keep their period exactly; only the phase is random.
-        let report = Timing {
-            spread: 0.0,
-            ..timing(config.report_interval, config.report_interval)
-        };
-        scheduler.add(JobId::Report, report, now);
-        scheduler.add(
-            JobId::UpdateCheck,
-            timing(config.update_interval, config.update_interval),
-            now,
-        );
-        // The Lease comes first; the other jobs wait until this instance leads.
-        scheduler.add(
-            JobId::Lease,
-            Timing {
-                interval: crate::lease::PERIOD,
-                first_within: Duration::ZERO,
-                spread: 0.0,
-            },
-            now,
-        );
-        for id in JobId::ALL.into_iter().filter(|id| id.leader_only()) {
-            scheduler.pause(id);
-        }
+        let scheduler = jobs::schedule(&config, seed, now);
         let lease_timing = crate::lease::Timing::for_call_timeout(config.http_timeout);
         let boot_clock = clock.clone();
         let fence = crate::outbound::Fence::new(move || boot_clock.boot());

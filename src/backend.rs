@@ -352,7 +352,7 @@ impl Backend {
                 .map(str::to_string)
         };
         let etag = header("ETag");
-        let retry_after = header("Retry-After").and_then(|v| v.trim().parse::<u64>().ok());
+        let wait = asked_to_wait(code, header("Retry-After").as_deref());
         let body = response
             .body_mut()
             .with_config()
@@ -361,11 +361,8 @@ impl Backend {
             .map_err(|e| {
                 BackendError::Unreachable(format!("reading the answer to {method} {path}: {e}"))
             })?;
-        if let (429 | 503, Some(secs)) = (code, retry_after) {
-            return Err(BackendError::RetryAfter {
-                code,
-                after: Duration::from_secs(secs),
-            });
+        if let Some(after) = wait {
+            return Err(BackendError::RetryAfter { code, after });
         }
         Ok(Answer { code, etag, body })
     }
@@ -418,6 +415,20 @@ fn unexpected(code: u16, body: &[u8]) -> BackendError {
                 String::from_utf8_lossy(&body[..body.len().min(200)]).trim(),
             ),
         },
+    }
+}
+
+/// The wait an answer asks for: a `429` or `503` with `Retry-After` in
+/// seconds. Any other answer, or a value that is not a number of seconds,
+/// asks for nothing (the caller backs off on its own).
+pub fn asked_to_wait(code: u16, retry_after: Option<&str>) -> Option<Duration> {
+    match code {
+        429 | 503 => retry_after?
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .map(Duration::from_secs),
+        _ => None,
     }
 }
 
@@ -475,6 +486,20 @@ fn encode(version: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_429_and_503_with_seconds_ask_for_a_wait() {
+        let secs = Duration::from_secs;
+        assert_eq!(asked_to_wait(503, Some("30")), Some(secs(30)));
+        assert_eq!(asked_to_wait(429, Some(" 7 ")), Some(secs(7)));
+        assert_eq!(asked_to_wait(503, None), None);
+        assert_eq!(asked_to_wait(500, Some("30")), None);
+        assert_eq!(
+            asked_to_wait(429, Some("Wed, 21 Oct 2026 07:28:00 GMT")),
+            None
+        );
+        assert_eq!(asked_to_wait(429, Some("-1")), None);
+    }
 
     #[test]
     fn base_paths() {

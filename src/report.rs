@@ -2,7 +2,7 @@
 //! contract (the README's "Backend API"), built from the heartbeat and uptime
 //! state. Building is pure; sending goes through the outbox.
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::json;
 
@@ -10,6 +10,13 @@ use crate::clock::rfc3339;
 use crate::kube::Deployment;
 use crate::outbox::Queued;
 use crate::state::{DeploymentView, State};
+
+/// Whether a report run closes the window, `age` after it opened: at 90 % of
+/// the interval, so a run a little early (the scheduler's jitter, a retry)
+/// still reports, and a retry soon after a report only delivers.
+pub fn window_due(age: Duration, interval: Duration) -> bool {
+    age >= interval.mul_f64(0.9)
+}
 
 /// Closes the current report window and builds its report.
 pub fn close_window(state: &mut State, now: Instant, wall: SystemTime) -> Queued {

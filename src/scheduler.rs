@@ -46,10 +46,19 @@ pub enum Next {
     /// Failed: back off exponentially.
     Backoff,
     /// The other side asked us to wait (Retry-After); counts as a failure.
+    /// The wait is what was asked (at most [`RETRY_AFTER_CAP`]) plus up to
+    /// half of it again, at random.
     After(Duration),
     /// Succeeded, but something is in motion: look again sooner than the
     /// interval (never later).
     Recheck(Duration),
+}
+
+impl Next {
+    /// A failed run: what the other side asked for, else backoff.
+    pub fn failed(retry_after: Option<Duration>) -> Next {
+        retry_after.map_or(Next::Backoff, Next::After)
+    }
 }
 
 /// First backoff step after a failure.
@@ -175,10 +184,11 @@ impl Scheduler {
             Next::Recheck(d) => (d.min(self.rng.spread(timing.interval, timing.spread)), 0),
             Next::After(d) => {
                 let failures = failures.saturating_add(1);
-                (
-                    d.min(RETRY_AFTER_CAP).max(self.backoff(1, timing.interval)),
-                    failures,
-                )
+                // Plus up to half again, at random: a loaded backend tells
+                // every node the same value in the same second, and taken
+                // exactly, the whole fleet would come back in one second.
+                let asked = d.min(RETRY_AFTER_CAP).max(self.backoff(1, timing.interval));
+                (asked + self.rng.below(asked / 2), failures)
             }
         };
         let e = &mut self.entries[idx];
@@ -332,22 +342,59 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_is_honoured_and_capped() {
+    fn retry_after_is_honoured_capped_and_spread() {
         let t0 = Instant::now();
         let mut s = Scheduler::new(5);
         s.add(JobId::Report, timing(MIN), t0);
-        assert_eq!(
-            s.finished(JobId::Report, Next::After(Duration::from_secs(42)), t0),
-            Duration::from_secs(42)
+        let asked = Duration::from_secs(42);
+        let waits: Vec<Duration> = (0..200)
+            .map(|_| s.finished(JobId::Report, Next::After(asked), t0))
+            .collect();
+        assert!(
+            waits.iter().all(|w| *w >= asked && *w < asked * 3 / 2),
+            "never sooner than asked, at most half again: {waits:?}"
         );
-        assert_eq!(
-            s.finished(JobId::Report, Next::After(Duration::from_secs(86_400)), t0),
-            RETRY_AFTER_CAP
+        let late = waits.iter().filter(|w| **w >= asked * 5 / 4).count();
+        assert!(
+            (60..140).contains(&late),
+            "spread evenly: {late} of 200 in the upper half"
+        );
+        let long = s.finished(JobId::Report, Next::After(Duration::from_secs(86_400)), t0);
+        assert!(
+            long >= RETRY_AFTER_CAP && long < RETRY_AFTER_CAP * 3 / 2,
+            "{long:?}"
         );
         let tiny = s.finished(JobId::Report, Next::After(Duration::ZERO), t0);
         assert!(
             tiny >= BACKOFF_BASE / 2,
             "Retry-After: 0 does not become a busy loop: {tiny:?}"
+        );
+    }
+
+    #[test]
+    fn nodes_told_the_same_retry_after_do_not_come_back_together() {
+        let t0 = Instant::now();
+        let asked = Duration::from_secs(30);
+        let mut per_second = [0u32; 45];
+        for seed in 0..3000 {
+            let mut s = Scheduler::new(seed);
+            s.add(JobId::Report, timing(MIN), t0);
+            let wait = s.finished(JobId::Report, Next::After(asked), t0);
+            per_second[wait.as_secs() as usize] += 1;
+        }
+        let busiest = per_second.iter().max().copied().unwrap_or(0);
+        assert!(
+            busiest < 3000 / 10,
+            "3000 nodes answered in one second come back over 15 s: {per_second:?}"
+        );
+    }
+
+    #[test]
+    fn a_failure_waits_as_asked_or_backs_off() {
+        assert_eq!(Next::failed(None), Next::Backoff);
+        assert_eq!(
+            Next::failed(Some(Duration::from_secs(7))),
+            Next::After(Duration::from_secs(7))
         );
     }
 

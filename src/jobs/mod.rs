@@ -9,13 +9,60 @@ mod report;
 mod sync;
 mod update;
 
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use crate::backend::Backend;
 use crate::config::Config;
 use crate::kube::Kube;
-use crate::scheduler::{JobId, Next};
+use crate::scheduler::{JobId, Next, Scheduler, Timing};
 use crate::state::{Outcome, State};
+
+pub use sync::{after_sync, ROLLOUT_RECHECK};
+
+/// First sync within this long of start (jittered), so a node is ready soon.
+pub const FIRST_SYNC_WITHIN: Duration = Duration::from_secs(5);
+
+/// The schedule of a manager started at `now`: every job with its timing,
+/// the leader-only ones paused until this instance leads (then
+/// [`Scheduler::resume`] starts each within its `first_within`).
+pub fn schedule(config: &Config, seed: u64, now: Instant) -> Scheduler {
+    let mut scheduler = Scheduler::new(seed);
+    let timing = |interval: Duration, first_within: Duration| Timing {
+        interval,
+        first_within,
+        spread: 0.1,
+    };
+    scheduler.add(
+        JobId::Sync,
+        timing(config.sync_interval, FIRST_SYNC_WITHIN),
+        now,
+    );
+    // Reports keep their period exactly; only the phase is random.
+    let report = Timing {
+        spread: 0.0,
+        ..timing(config.report_interval, config.report_interval)
+    };
+    scheduler.add(JobId::Report, report, now);
+    scheduler.add(
+        JobId::UpdateCheck,
+        timing(config.update_interval, config.update_interval),
+        now,
+    );
+    // The Lease comes first; the other jobs wait until this instance leads.
+    scheduler.add(
+        JobId::Lease,
+        Timing {
+            interval: crate::lease::PERIOD,
+            first_within: Duration::ZERO,
+            spread: 0.0,
+        },
+        now,
+    );
+    for id in JobId::ALL.into_iter().filter(|id| id.leader_only()) {
+        scheduler.pause(id);
+    }
+    scheduler
+}
 
 /// What a job step may use.
 pub struct Context<'a> {
@@ -51,7 +98,7 @@ impl Done {
     }
 
     pub(super) fn failed(detail: String, retry_after: Option<std::time::Duration>) -> Step {
-        let next = retry_after.map_or(Next::Backoff, Next::After);
+        let next = Next::failed(retry_after);
         Step::Done(Done {
             outcome: Outcome::Error,
             detail,

@@ -41,9 +41,8 @@ impl Job for Report {
     fn step(&mut self, cx: &mut Context<'_>) -> Step {
         match self.phase {
             Phase::Node => {
-                let due =
-                    cx.state.workloads.window_age(cx.now) >= cx.config.report_interval.mul_f64(0.9);
-                if !due {
+                let age = cx.state.workloads.window_age(cx.now);
+                if !report::window_due(age, cx.config.report_interval) {
                     self.phase = Phase::Deliver;
                     return self.deliver(cx);
                 }

@@ -498,39 +498,48 @@ impl Sync {
                 "; {} deletion(s) wait for the empty desired list to be confirmed",
                 self.prune_held
             ));
-            if t.errors.is_empty() {
-                // The confirming fetch, as soon as it may come.
-                return Step::Done(Done {
-                    outcome: Outcome::Ok,
-                    detail: summary,
-                    next: Next::Recheck(reconcile::PRUNE_CONFIRM_AFTER),
-                });
-            }
         }
         let moving = cx
             .state
             .deployments
             .values()
             .any(|d| d.rollout == Rollout::Progressing);
-        if t.errors.is_empty() && moving {
-            let next = Next::Recheck(ROLLOUT_RECHECK);
-            Step::Done(Done {
-                outcome: Outcome::Ok,
-                detail: format!("{summary}; a rollout is in progress"),
-                next,
-            })
-        } else if t.errors.is_empty() {
-            Done::ok(summary)
-        } else {
-            Done::failed(
-                format!(
-                    "{summary}; {} error(s): {}",
-                    t.errors.len(),
-                    t.errors.join("; ")
-                ),
-                None,
-            )
+        let next = after_sync(t.errors.len(), self.prune_held > 0, moving);
+        if !t.errors.is_empty() {
+            summary.push_str(&format!(
+                "; {} error(s): {}",
+                t.errors.len(),
+                t.errors.join("; ")
+            ));
+        } else if moving && self.prune_held == 0 {
+            summary.push_str("; a rollout is in progress");
         }
+        let outcome = if t.errors.is_empty() {
+            Outcome::Ok
+        } else {
+            Outcome::Error
+        };
+        Step::Done(Done {
+            outcome,
+            detail: summary,
+            next,
+        })
+    }
+}
+
+/// When the next sync comes after one that ended with `errors`: a failed
+/// sync backs off; a held prune to empty is confirmed as soon as it may be;
+/// a rollout in motion is looked at again after [`ROLLOUT_RECHECK`];
+/// otherwise the regular interval.
+pub fn after_sync(errors: usize, prune_held: bool, moving: bool) -> Next {
+    if errors > 0 {
+        Next::Backoff
+    } else if prune_held {
+        Next::Recheck(reconcile::PRUNE_CONFIRM_AFTER)
+    } else if moving {
+        Next::Recheck(ROLLOUT_RECHECK)
+    } else {
+        Next::Regular
     }
 }
 
