@@ -18,6 +18,22 @@ pub fn window_due(age: Duration, interval: Duration) -> bool {
     age >= interval.mul_f64(0.9)
 }
 
+/// When the report job runs again after a delivery failed, `age` into the
+/// window: as the backend asked (`retry_after`), else backing off but by the
+/// time the next window falls due, so windows keep their length through an
+/// outage and a fleet's deliveries come back at their usual pace.
+pub fn after_failed_delivery(
+    retry_after: Option<Duration>,
+    age: Duration,
+    interval: Duration,
+) -> crate::scheduler::Next {
+    use crate::scheduler::Next;
+    match retry_after {
+        Some(wait) => Next::After(wait),
+        None => Next::BackoffWithin(interval.saturating_sub(age)),
+    }
+}
+
 /// Closes the current report window and builds its report.
 pub fn close_window(state: &mut State, now: Instant, wall: SystemTime) -> Queued {
     let (window, healthy) = state.workloads.close_window(now);

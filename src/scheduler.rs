@@ -45,6 +45,9 @@ pub enum Next {
     Regular,
     /// Failed: back off exponentially.
     Backoff,
+    /// Failed: back off exponentially, but run again within this long at
+    /// the latest (the report job's next window falls due then).
+    BackoffWithin(Duration),
     /// The other side asked us to wait (Retry-After); counts as a failure.
     /// The wait is what was asked (at most [`RETRY_AFTER_CAP`]) plus up to
     /// half of it again, at random.
@@ -65,6 +68,8 @@ impl Next {
 pub const BACKOFF_BASE: Duration = Duration::from_secs(2);
 /// Backoff never waits longer than this (nor longer than the job's interval).
 pub const BACKOFF_CAP: Duration = Duration::from_secs(300);
+/// No failed run comes back sooner than this.
+pub const MIN_WAIT: Duration = Duration::from_millis(100);
 /// A Retry-After longer than this is not believed.
 pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
 
@@ -86,6 +91,9 @@ struct Entry {
     failures: u32,
     /// A paused job is never due (a follower's leader-only jobs).
     paused: bool,
+    /// The job runs in its own phase: false after failures, and after a
+    /// start whose first run came early (`first_within` under the interval).
+    settled: bool,
 }
 
 /// The schedule of all jobs.
@@ -112,6 +120,7 @@ impl Scheduler {
             due: now + first,
             failures: 0,
             paused: false,
+            settled: timing.first_within >= timing.interval,
         });
     }
 
@@ -132,6 +141,7 @@ impl Scheduler {
         let e = &mut self.entries[idx];
         e.paused = false;
         e.failures = 0;
+        e.settled = e.timing.first_within >= e.timing.interval;
         e.due = now + first;
     }
 
@@ -174,14 +184,34 @@ impl Scheduler {
         let Some(idx) = self.entries.iter().position(|e| e.id == id) else {
             return Duration::MAX;
         };
-        let (timing, failures) = (self.entries[idx].timing, self.entries[idx].failures);
+        let entry = &self.entries[idx];
+        let (timing, failures) = (entry.timing, entry.failures);
+        let regular = if !entry.settled && timing.spread > 0.0 {
+            // The first run came soon after a start, or this is the first
+            // success after failures: on every node of a fleet that started
+            // or failed together, at about the same time. The next run is
+            // anywhere in a whole interval, so they fall out of step at once
+            // rather than over hours of jitter, and no wait is longer than a
+            // regular one.
+            let width = timing.interval.mul_f64(timing.spread.min(1.0));
+            width + self.rng.below(timing.interval)
+        } else {
+            self.rng.spread(timing.interval, timing.spread)
+        };
         let (wait, failures) = match next {
-            Next::Regular => (self.rng.spread(timing.interval, timing.spread), 0),
+            Next::Regular => (regular, 0),
             Next::Backoff => {
                 let failures = failures.saturating_add(1);
                 (self.backoff(failures, timing.interval), failures)
             }
-            Next::Recheck(d) => (d.min(self.rng.spread(timing.interval, timing.spread)), 0),
+            Next::BackoffWithin(latest) => {
+                // The deadline bounds the wait, so the steps may grow past
+                // the interval: a long outage costs one call per deadline.
+                let failures = failures.saturating_add(1);
+                let latest = latest.max(MIN_WAIT);
+                (self.backoff(failures, Duration::MAX).min(latest), failures)
+            }
+            Next::Recheck(d) => (d.min(regular), 0),
             Next::After(d) => {
                 let failures = failures.saturating_add(1);
                 // Plus up to half again, at random: a loaded backend tells
@@ -193,6 +223,7 @@ impl Scheduler {
         };
         let e = &mut self.entries[idx];
         e.failures = failures;
+        e.settled = failures == 0;
         e.due = now + wait;
         wait
     }
@@ -301,12 +332,83 @@ mod tests {
         let mut s = Scheduler::new(7);
         s.add(JobId::Sync, timing(MIN * 10), t0);
         assert_eq!(s.due(t0, ANY), Some(JobId::Sync));
+        let first = s.finished(JobId::Sync, Next::Regular, t0);
+        assert!(first >= MIN && first <= MIN * 11, "{first:?}");
         for _ in 0..100 {
             let wait = s.finished(JobId::Sync, Next::Regular, t0);
             assert!(wait >= MIN * 9 && wait <= MIN * 11, "{wait:?}");
             assert_eq!(s.due(t0 + wait - Duration::from_millis(1), ANY), None);
             assert_eq!(s.due(t0 + wait, ANY), Some(JobId::Sync));
         }
+    }
+
+    #[test]
+    fn a_fleet_started_together_is_out_of_step_from_its_second_run() {
+        let t0 = Instant::now();
+        let interval = MIN * 10;
+        let mut per_minute = [0u32; 11];
+        for seed in 0..2200 {
+            let mut s = Scheduler::new(seed);
+            s.add(JobId::Sync, timing(interval), t0);
+            let first = s.finished(JobId::Sync, Next::Regular, t0);
+            assert!(
+                first >= interval / 10 && first < interval * 11 / 10,
+                "{first:?}"
+            );
+            per_minute[(first.as_secs() / 60) as usize] += 1;
+            // Later runs keep the interval with its jitter.
+            let later = s.finished(JobId::Sync, Next::Regular, t0 + first);
+            assert!(later >= MIN * 9 && later <= MIN * 11, "{later:?}");
+        }
+        assert_eq!(per_minute[0], 0, "never sooner than the jitter's width");
+        assert!(
+            per_minute[1..].iter().all(|n| (140..260).contains(n)),
+            "spread evenly over a whole interval: {per_minute:?}"
+        );
+        // A job whose first run was already spread over its interval, and
+        // one without jitter (the Lease), keep their regular wait.
+        let mut s = Scheduler::new(3);
+        let spread_first = Timing {
+            first_within: interval,
+            ..timing(interval)
+        };
+        s.add(JobId::UpdateCheck, spread_first, t0);
+        let wait = s.finished(JobId::UpdateCheck, Next::Regular, t0);
+        assert!(wait >= MIN * 9 && wait <= MIN * 11, "{wait:?}");
+        let exact = Timing {
+            spread: 0.0,
+            ..timing(Duration::from_secs(5))
+        };
+        s.add(JobId::Lease, exact, t0);
+        assert_eq!(
+            s.finished(JobId::Lease, Next::Regular, t0),
+            Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn the_first_success_after_failures_lands_anywhere_in_an_interval() {
+        let t0 = Instant::now();
+        let interval = MIN * 10;
+        let spread_first = Timing {
+            first_within: interval,
+            ..timing(interval)
+        };
+        let waits: Vec<Duration> = (0..400)
+            .map(|seed| {
+                let mut s = Scheduler::new(seed);
+                s.add(JobId::Sync, spread_first, t0);
+                s.finished(JobId::Sync, Next::Backoff, t0);
+                s.finished(JobId::Sync, Next::Backoff, t0);
+                s.finished(JobId::Sync, Next::Regular, t0)
+            })
+            .collect();
+        assert!(waits.iter().all(|w| *w >= MIN && *w < MIN * 11));
+        let early = waits.iter().filter(|w| **w < MIN * 6).count();
+        assert!(
+            (140..260).contains(&early),
+            "{early} of 400 in the first half"
+        );
     }
 
     #[test]
@@ -395,6 +497,41 @@ mod tests {
         assert_eq!(
             Next::failed(Some(Duration::from_secs(7))),
             Next::After(Duration::from_secs(7))
+        );
+    }
+
+    #[test]
+    fn a_backoff_within_a_deadline_never_waits_past_it() {
+        let t0 = Instant::now();
+        let mut s = Scheduler::new(8);
+        s.add(JobId::Report, timing(MIN), t0);
+        let first = s.finished(JobId::Report, Next::BackoffWithin(MIN), t0);
+        assert!(
+            first >= BACKOFF_BASE / 2 && first <= BACKOFF_BASE,
+            "{first:?}"
+        );
+        for _ in 0..10 {
+            let wait = s.finished(
+                JobId::Report,
+                Next::BackoffWithin(Duration::from_secs(20)),
+                t0,
+            );
+            assert!(wait <= Duration::from_secs(20), "{wait:?}");
+        }
+        assert_eq!(
+            s.finished(
+                JobId::Report,
+                Next::BackoffWithin(Duration::from_secs(20)),
+                t0
+            ),
+            Duration::from_secs(20),
+            "the backoff has grown past the deadline"
+        );
+        assert_eq!(s.failures(JobId::Report), 12);
+        assert_eq!(
+            s.finished(JobId::Report, Next::BackoffWithin(Duration::ZERO), t0),
+            MIN_WAIT,
+            "never a busy loop"
         );
     }
 

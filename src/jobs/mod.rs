@@ -18,6 +18,7 @@ use crate::scheduler::{JobId, Next, Scheduler, Timing};
 use crate::state::{Outcome, State};
 
 pub use sync::{after_sync, ROLLOUT_RECHECK};
+pub use update::UPDATE_RECHECK;
 
 /// First sync within this long of start (jittered), so a node is ready soon.
 pub const FIRST_SYNC_WITHIN: Duration = Duration::from_secs(5);

@@ -139,10 +139,15 @@ impl Report {
                 log::debug!("delivered {batch} report(s), {accepted} new to the backend");
                 Step::Continue
             }
-            Err(e) => Done::failed(
-                format!("{e}; {} report(s) queued", cx.state.outbox.len()),
-                e.retry_after(),
-            ),
+            Err(e) => Step::Done(Done {
+                outcome: crate::state::Outcome::Error,
+                detail: format!("{e}; {} report(s) queued", cx.state.outbox.len()),
+                next: report::after_failed_delivery(
+                    e.retry_after(),
+                    cx.state.workloads.window_age(cx.now),
+                    cx.config.report_interval,
+                ),
+            }),
         }
     }
 }

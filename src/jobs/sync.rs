@@ -87,6 +87,14 @@ pub(super) struct Tally {
     /// Versions the backend acknowledged.
     acknowledged: usize,
     errors: Vec<String>,
+    /// The longest wait the backend asked for while a call of the plan failed.
+    retry_after: Option<std::time::Duration>,
+}
+
+impl Tally {
+    fn asked_to_wait(&mut self, wait: Option<std::time::Duration>) {
+        self.retry_after = self.retry_after.max(wait);
+    }
 }
 
 impl Job for Sync {
@@ -336,12 +344,15 @@ impl Sync {
                         Err(e) if refused(&e) => {
                             self.refuse(cx, &name, &version, format!("manifest of {version}: {e}"))
                         }
-                        Err(e) => self.fail(
-                            cx,
-                            &name,
-                            format!("manifest of {version}: {e}"),
-                            Rollout::Failed,
-                        ),
+                        Err(e) => {
+                            self.tally.asked_to_wait(e.retry_after());
+                            self.fail(
+                                cx,
+                                &name,
+                                format!("manifest of {version}: {e}"),
+                                Rollout::Failed,
+                            )
+                        }
                     }
                 } else {
                     self.write(cx, &mut tasks, name, version, create);
@@ -353,9 +364,12 @@ impl Sync {
                         self.tally.acknowledged += 1;
                         recorded(cx.state.acks.acknowledged(&name, &version));
                     }
-                    Err(e) => self.tally.errors.push(format!(
-                        "{name}: reporting version {version} (sent again at the next sync): {e}"
-                    )),
+                    Err(e) => {
+                        self.tally.asked_to_wait(e.retry_after());
+                        self.tally.errors.push(format!(
+                            "{name}: reporting version {version} (sent again at the next sync): {e}"
+                        ))
+                    }
                 }
             }
             Task::Delete { name } => match cx.kube.delete(&name, cx.now) {
@@ -504,7 +518,7 @@ impl Sync {
             .deployments
             .values()
             .any(|d| d.rollout == Rollout::Progressing);
-        let next = after_sync(t.errors.len(), self.prune_held > 0, moving);
+        let next = after_sync(t.errors.len(), t.retry_after, self.prune_held > 0, moving);
         if !t.errors.is_empty() {
             summary.push_str(&format!(
                 "; {} error(s): {}",
@@ -528,12 +542,17 @@ impl Sync {
 }
 
 /// When the next sync comes after one that ended with `errors`: a failed
-/// sync backs off; a held prune to empty is confirmed as soon as it may be;
-/// a rollout in motion is looked at again after [`ROLLOUT_RECHECK`];
-/// otherwise the regular interval.
-pub fn after_sync(errors: usize, prune_held: bool, moving: bool) -> Next {
+/// sync waits as the backend asked (`retry_after`) or backs off; a held
+/// prune to empty is confirmed as soon as it may be; a rollout in motion is
+/// looked at again after [`ROLLOUT_RECHECK`]; otherwise the regular interval.
+pub fn after_sync(
+    errors: usize,
+    retry_after: Option<std::time::Duration>,
+    prune_held: bool,
+    moving: bool,
+) -> Next {
     if errors > 0 {
-        Next::Backoff
+        Next::failed(retry_after)
     } else if prune_held {
         Next::Recheck(reconcile::PRUNE_CONFIRM_AFTER)
     } else if moving {
@@ -582,5 +601,31 @@ fn observe(d: &Deployment) -> Observed {
         managed: d.metadata.labels.managed_by.as_deref() == Some(reconcile::LABEL_MANAGED_BY.1),
         version: d.metadata.annotations.version.clone(),
         generation: d.metadata.generation,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn the_next_sync_follows_how_this_one_ended() {
+        let wait = Some(Duration::from_secs(30));
+        assert_eq!(after_sync(0, None, false, false), Next::Regular);
+        assert_eq!(
+            after_sync(0, None, false, true),
+            Next::Recheck(ROLLOUT_RECHECK)
+        );
+        assert_eq!(
+            after_sync(0, None, true, true),
+            Next::Recheck(reconcile::PRUNE_CONFIRM_AFTER)
+        );
+        assert_eq!(after_sync(2, None, true, true), Next::Backoff);
+        assert_eq!(
+            after_sync(1, wait, false, true),
+            Next::After(Duration::from_secs(30)),
+            "a manifest or version call told to wait makes the whole sync wait"
+        );
     }
 }

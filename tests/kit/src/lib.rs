@@ -6,6 +6,7 @@
 pub mod backend;
 pub mod bench;
 pub mod cluster;
+pub mod fleet;
 pub mod kube;
 pub mod net;
 pub mod node;

@@ -27,7 +27,7 @@ use wm_testkit::node::FakeNode;
 use wm_testkit::proc::{Manager, TempDir};
 
 const USAGE: &str =
-    "usage: bench [--quick] [--sync N] [--outbox] [--render] [--window] [--memory] [--slow-api] [--cluster] [--bin PATH]
+    "usage: bench [--fleet N[,N...] [--hours H] [--seed S]] [--quick] [--sync N] [--outbox] [--render] [--window] [--memory] [--slow-api] [--cluster] [--bin PATH]
 
   --quick     10 s idle window instead of 60 s (idle CPU scaled to a minute;
               the report interval follows the idle window, so the scaled
@@ -128,6 +128,26 @@ fn ms_list(v: &[f64]) -> String {
         .join(", ")
 }
 
+/// The fleet scenarios (no binary, no network: a simulation in virtual time).
+fn fleet_scale(sizes: &[usize], hours: u64, seed: u64) -> ExitCode {
+    let mut held = true;
+    for nodes in sizes {
+        progress(&format!(
+            "fleet of {nodes} nodes, steady state over {hours} h, seed {seed}"
+        ));
+        for verdict in wm_testkit::fleet::all(*nodes, seed, hours) {
+            verdict.print();
+            held &= verdict.held();
+        }
+        println!();
+    }
+    if held {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn progress(what: &str) {
     eprintln!("bench: {what}");
 }
@@ -144,9 +164,27 @@ fn main() -> ExitCode {
     let mut only_memory = false;
     let mut only_cluster = false;
     let mut bin: Option<PathBuf> = None;
+    let mut fleet: Option<Vec<usize>> = None;
+    let (mut hours, mut seed) = (24u64, 1u64);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
+            "--fleet" => match args.next().map(|n| {
+                n.split(',')
+                    .map(|n| n.trim().replace('_', "").parse::<usize>())
+                    .collect::<Result<Vec<_>, _>>()
+            }) {
+                Some(Ok(n)) if !n.is_empty() && n.iter().all(|n| *n > 0) => fleet = Some(n),
+                _ => return usage("--fleet needs numbers of nodes, e.g. 10000,100000"),
+            },
+            "--hours" => match args.next().and_then(|n| n.parse().ok()) {
+                Some(h) if h > 0 => hours = h,
+                _ => return usage("--hours needs a whole number of hours"),
+            },
+            "--seed" => match args.next().and_then(|n| n.parse().ok()) {
+                Some(s) => seed = s,
+                None => return usage("--seed needs a number"),
+            },
             "--quick" => quick = true,
             "--outbox" => only_outbox = true,
             "--slow-api" => only_slow = true,
@@ -168,6 +206,9 @@ fn main() -> ExitCode {
             }
             other => return usage(&format!("unknown argument {other:?}")),
         }
+    }
+    if let Some(sizes) = fleet {
+        return fleet_scale(&sizes, hours, seed);
     }
     let bin = match bin.map_or_else(wm_testkit::proc::locate_manager, Ok) {
         Ok(b) => b,
