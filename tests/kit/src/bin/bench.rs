@@ -5,6 +5,7 @@
 //! cargo build --release                          # the bench builds nothing itself
 //! cargo run --release -p wm-testkit --bin bench  # full run, about 7 minutes on 2 cores
 //! cargo run --release -p wm-testkit --bin bench -- --quick   # about 5 minutes
+//! cargo run --release -p wm-testkit --bin bench -- --fleet 10000,100000   # the fleet simulation only
 //! ```
 //!
 //! The manager under test talks to an in-process fake Kubernetes API (HTTPS,

@@ -213,6 +213,8 @@ pub struct Figures {
     pub peak_10s: f64,
     /// The fleet's steady mean, for the ratio a backend provisions by.
     pub steady_mean: f64,
+    /// Backend requests over the measured span.
+    pub requests: u64,
     pub per_node_day_requests: f64,
     pub per_node_day_bytes: f64,
     /// Seconds with more arrivals than the capacity, in all and in a row.
@@ -247,6 +249,7 @@ impl Figures {
             peak_1s: peak(&load.per_second, 1),
             peak_10s: peak(&load.per_second, 10),
             steady_mean,
+            requests: load.backend_requests(),
             per_node_day_requests: load.backend_requests() as f64 * per_day,
             per_node_day_bytes: load.backend_bytes() as f64 * per_day,
             over_capacity,
@@ -271,7 +274,8 @@ impl Figures {
             self.peak_10s / self.steady_mean.max(f64::MIN_POSITIVE)
         );
         println!(
-            "  per node per day: {:.0} requests, {:.2} MB; seconds over capacity {} (longest {} s), 503s {}",
+            "  {} requests in all; per node per day: {:.0} requests, {:.2} MB; seconds over capacity {} (longest {} s), 503s {}",
+            self.requests,
             self.per_node_day_requests,
             self.per_node_day_bytes / 1e6,
             self.over_capacity.0,

@@ -117,6 +117,7 @@ pub fn steady_day(fleet: &Fleet, hours: u64) -> Verdict {
         })
         .collect();
     f.lines.push(format!("per node per day: {}", by.join(", ")));
+    f.lines.push(outcome.backend.sizes.describe());
     f.lines.push(format!(
         "S3 reads: {:.0} per node per day, {:.0} per second for the fleet",
         outcome.load.total(Endpoint::S3) as f64 * per_day,
@@ -304,11 +305,13 @@ pub fn publish(fleet: &Fleet, steady_mean: f64, capacity: Option<u32>) -> Verdic
     ));
     let manifests = outcome.load.series(Endpoint::Manifest);
     f.lines.push(format!(
-        "GET manifest: {} in all, peak 1 s {:.0}/s, peak 10 s {:.0}/s; PUT version: {} in all",
+        "GET manifest: {} in all, peak 1 s {:.0}/s, peak 10 s {:.0}/s; PUT version: {} in all; GET workloads: {:.1} per node (steady: {:.1})",
         outcome.load.total(Endpoint::Manifest),
         peak(manifests, 1),
         peak(manifests, 10),
-        outcome.load.total(Endpoint::PutVersion)
+        outcome.load.total(Endpoint::PutVersion),
+        outcome.load.total(Endpoint::Workloads) as f64 / fleet.nodes as f64,
+        (outcome.span / 1000) as f64 / fleet.config.sync_interval.as_secs_f64()
     ));
     f.lines
         .push(format!("simulated in {:.1} s", outcome.took.as_secs_f64()));

@@ -86,6 +86,15 @@ impl Sizes {
         }
     }
 
+    /// One line for the bench's output.
+    pub fn describe(&self) -> String {
+        let (up, down) = self.delivery(1);
+        format!(
+            "call sizes (from the manager's code): a report {} B; a delivery of one report {} B up, {} B down; a signed GET {} B; GET workloads answer {} B (304: {} B)",
+            self.report, up, down, self.get_request, self.workloads_answer, self.not_modified
+        )
+    }
+
     /// The bytes of a delivery of `n` reports, both ways.
     pub fn delivery(&self, n: usize) -> (u64, u64) {
         let n = n as u64;
