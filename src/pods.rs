@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
 
-use crate::text::truncate;
+use crate::text::{clean, truncate};
 use crate::workloads::MAX_WORKLOADS;
 
 /// Longest name, reason or timestamp kept, in bytes.
@@ -606,16 +606,6 @@ fn terminated_states(c: &ContainerStatus) -> impl Iterator<Item = &ContainerStat
         .terminated
         .iter()
         .chain(c.last_state.terminated.iter())
-}
-
-/// Safe for a terminal table: control characters become spaces (never
-/// longer), then cut to `max` bytes on a char boundary.
-fn clean(s: &str, max: usize) -> String {
-    let printable: String = s
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
-    truncate(&printable, max)
 }
 
 #[cfg(test)]

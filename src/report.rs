@@ -139,9 +139,8 @@ fn deployment_reason(d: &Deployment) -> Option<(String, Option<String>)> {
         (c.kind == "ReplicaFailure" && c.status == "True")
             || (c.kind == "Progressing" && c.status == "False")
     })?;
-    let reason = crate::text::printable(&crate::text::truncate(&c.reason, 128));
-    let message = (!c.message.is_empty())
-        .then(|| crate::text::printable(&crate::text::truncate(&c.message, 256)));
+    let reason = crate::text::clean(&c.reason, 128);
+    let message = (!c.message.is_empty()).then(|| crate::text::clean(&c.message, 256));
     (!reason.is_empty()).then_some((reason, message))
 }
 

@@ -23,9 +23,28 @@ pub fn printable(s: &str) -> String {
         .collect()
 }
 
+/// Outside text bounded for a report, a status field or a table cell:
+/// control characters become spaces (so it never grows), then it is cut to
+/// `max` bytes on a char boundary.
+pub fn clean(s: &str, max: usize) -> String {
+    let spaced: String = s
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    truncate(&spaced, max)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clean_text_never_grows_past_its_bound() {
+        assert_eq!(clean("a\x1b[2J\nb", 64), "a [2J b");
+        let long = "\u{7}".repeat(300);
+        assert_eq!(clean(&long, 256).len(), 256);
+        assert_eq!(clean("aé", 2), "a");
+    }
 
     #[test]
     fn truncate_cuts_at_a_char_boundary() {

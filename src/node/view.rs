@@ -149,12 +149,11 @@ impl NodeObject {
                 .conditions
                 .iter()
                 .find(|c| c.kind == kind)
-                .map(|c| crate::text::printable(&crate::text::truncate(&c.status, 16)))
+                .map(|c| crate::text::clean(&c.status, 16))
         };
         let kubelet = &node.status.node_info.kubelet_version;
         NodeObject {
-            kubelet: (!kubelet.is_empty())
-                .then(|| crate::text::printable(&crate::text::truncate(kubelet, 64))),
+            kubelet: (!kubelet.is_empty()).then(|| crate::text::clean(kubelet, 64)),
             conditions: CONDITIONS.map(status),
         }
     }
