@@ -111,9 +111,10 @@ struct Status {
     message: String,
 }
 
+/// A list of Deployments, as the API server answers a `list`.
 #[derive(Deserialize)]
-struct List {
-    items: Vec<Deployment>,
+pub struct List {
+    pub items: Vec<Deployment>,
 }
 
 /// The fields of a Deployment the manager reads; everything else passes
@@ -538,22 +539,7 @@ impl Kube {
         if (200..300).contains(&code) {
             return Ok(body);
         }
-        let status: Option<Status> = serde_json::from_slice(&body).ok();
-        let (reason, message) = match status {
-            Some(s) => (s.reason, s.message),
-            None => (
-                String::new(),
-                crate::text::printable(
-                    String::from_utf8_lossy(&body[..body.len().min(200)]).trim(),
-                ),
-            ),
-        };
-        Err(KubeError::Api {
-            code,
-            reason,
-            message,
-            retry_after,
-        })
+        Err(error_answer(code, &body, retry_after))
     }
 
     /// The bearer token: cached for [`TOKEN_MAX_AGE`]; a failed read keeps the old one.
@@ -598,7 +584,31 @@ fn run<S: ureq::AsSendBody>(
         .map_err(|e| KubeError::Unreachable(e.to_string()))
 }
 
-fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, KubeError> {
+/// The error an answer that is not `2xx` is: its Status's reason and
+/// message (bounded, control characters removed), or the start of a body
+/// that is not one.
+pub fn error_answer(code: u16, body: &[u8], retry_after: Option<Duration>) -> KubeError {
+    let status: Option<Status> = serde_json::from_slice(body).ok();
+    let (reason, message) = match status {
+        Some(s) => (
+            crate::text::clean(&s.reason, 128),
+            crate::text::clean(&s.message, 1024),
+        ),
+        None => (
+            String::new(),
+            crate::text::printable(String::from_utf8_lossy(&body[..body.len().min(200)]).trim()),
+        ),
+    };
+    KubeError::Api {
+        code,
+        reason,
+        message,
+        retry_after,
+    }
+}
+
+/// A `2xx` body decoded into what the manager reads of it.
+pub fn decode<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, KubeError> {
     serde_json::from_slice(body).map_err(|e| KubeError::Decode(e.to_string()))
 }
 
