@@ -42,6 +42,16 @@ impl Manager {
     /// Starts `bin` with a minimal valid environment plus `env` (which wins),
     /// and waits until it serves.
     pub fn start(bin: impl AsRef<Path>, env: &[(&str, &str)]) -> Manager {
+        Manager::try_start(bin, env, Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Manager::start`] that says why instead of panicking: the binary
+    /// did not start, exited, or did not serve within `limit`.
+    pub fn try_start(
+        bin: impl AsRef<Path>,
+        env: &[(&str, &str)],
+        limit: Duration,
+    ) -> Result<Manager, String> {
         let mut cmd = Command::new(bin.as_ref());
         cmd.env_clear()
             .env("NODE_SYSTEM_ENDPOINT", "http://127.0.0.1:9")
@@ -54,33 +64,40 @@ impl Manager {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        Manager::spawn(cmd)
+        Manager::try_spawn(cmd, limit)
     }
 
     /// Starts a prepared command whose stderr carries the manager's log.
-    pub fn spawn(mut cmd: Command) -> Manager {
-        let mut child = cmd.spawn().expect("the manager binary starts");
+    pub fn spawn(cmd: Command) -> Manager {
+        Manager::try_spawn(cmd, Duration::from_secs(10)).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Manager::spawn`] that says why instead of panicking.
+    pub fn try_spawn(mut cmd: Command, limit: Duration) -> Result<Manager, String> {
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("the manager binary does not start: {e}"))?;
         let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().expect("stderr is piped");
+        let stderr = child.stderr.take().ok_or("stderr is not piped")?;
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                sink.lock().expect("log lock").push(line);
+                sink.lock().unwrap_or_else(|e| e.into_inner()).push(line);
             }
         });
         let mut manager = Manager {
             child,
-            addr: "0.0.0.0:0".parse().expect("literal"),
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
             log,
         };
-        manager.addr = manager
-            .wait_for_log("serving on", Duration::from_secs(10))
+        let line = manager.try_wait_for_log("serving on", limit)?;
+        manager.addr = line
             .split("serving on ")
             .nth(1)
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|a| a.parse().ok())
-            .expect("the start-up line names the address");
-        manager
+            .ok_or_else(|| format!("the start-up line names no address: {line:?}"))?;
+        Ok(manager)
     }
 
     pub fn pid(&self) -> u32 {
@@ -89,26 +106,49 @@ impl Manager {
 
     /// Waits for a log line containing `needle` and returns it.
     pub fn wait_for_log(&mut self, needle: &str, limit: Duration) -> String {
-        let log = self.log.clone();
-        let child = &mut self.child;
-        wait_for(&format!("log line {needle:?}"), limit, || {
-            if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "the manager exited ({status}) before logging {needle:?}:\n{}",
-                    log.lock().unwrap().join("\n")
-                );
-            }
-            log.lock()
-                .expect("log lock")
+        self.try_wait_for_log(needle, limit)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`Manager::wait_for_log`] that says why instead of panicking: the
+    /// process exited first, or `limit` passed.
+    pub fn try_wait_for_log(&mut self, needle: &str, limit: Duration) -> Result<String, String> {
+        let deadline = Instant::now() + limit;
+        loop {
+            let found = self
+                .log
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
                 .iter()
                 .find(|l| l.contains(needle))
-                .cloned()
-        })
+                .cloned();
+            if let Some(line) = found {
+                return Ok(line);
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!(
+                    "the manager exited ({status}) before logging {needle:?}:\n{}",
+                    self.log().join("\n")
+                ));
+            }
+            if Instant::now() >= deadline {
+                return Err(format!(
+                    "timed out after {limit:?} waiting for log line {needle:?}"
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Everything logged so far.
     pub fn log(&self) -> Vec<String> {
-        self.log.lock().expect("log lock").clone()
+        self.log.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The log lines from the `from`th on (for reading a long log in parts).
+    pub fn log_from(&self, from: usize) -> Vec<String> {
+        let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+        log.get(from..).unwrap_or_default().to_vec()
     }
 
     /// Sends a signal (e.g. `libc::SIGTERM`).
@@ -119,10 +159,22 @@ impl Manager {
 
     /// Waits for the process to end.
     pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let child = &mut self.child;
-        wait_for("the manager to exit", limit, || {
-            child.try_wait().ok().flatten()
-        })
+        self.try_wait_exit(limit)
+            .unwrap_or_else(|| panic!("timed out after {limit:?} waiting for the manager to exit"))
+    }
+
+    /// Waits up to `limit` for the process to end; `None` if it still runs.
+    pub fn try_wait_exit(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Whether the process is still running.

@@ -206,3 +206,32 @@ fn the_request_log_records_what_was_sent() {
     assert_eq!(writes[1].user_agent.as_deref(), Some("kube-test/1.0"));
     assert_eq!(kube.log().len(), 4);
 }
+
+#[test]
+fn the_request_log_records_when_each_request_came_and_was_answered() {
+    let kube = FakeKube::builder().plain_http().start();
+    let c = Client::new(&kube);
+    let before = std::time::SystemTime::now();
+    c.get(DEPLOYS);
+    kube.inject(Fault::new(FaultKind::Hang(Duration::from_millis(300))));
+    c.json("POST", DEPLOYS, &deployment("web", "x:1"));
+    kube.inject(Fault::new(FaultKind::Reset));
+    let _ = raw(&kube, b"GET /version HTTP/1.1\r\nHost: x\r\n\r\n");
+    let after = std::time::SystemTime::now();
+    let log = kube.log();
+    assert_eq!(log.len(), 3);
+    for r in &log[..2] {
+        let answered = r.answered_at.expect("answered");
+        assert!(before <= r.received_at && r.received_at <= answered && answered <= after);
+    }
+    let held = log[1]
+        .answered_at
+        .unwrap()
+        .duration_since(log[1].received_at)
+        .unwrap();
+    assert!(held >= Duration::from_millis(300), "{held:?}");
+    assert!(log[1].received_at >= log[0].answered_at.unwrap());
+    // A reset request was never answered.
+    assert_eq!((log[2].status, log[2].answered_at), (None, None));
+    assert!(log[2].received_at >= log[1].received_at);
+}

@@ -9,6 +9,7 @@
 pub mod cluster;
 pub mod load;
 pub mod report;
+pub mod soak;
 pub mod startup;
 pub mod stats;
 pub mod sys;

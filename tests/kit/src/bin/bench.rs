@@ -6,6 +6,7 @@
 //! cargo run --release -p wm-testkit --bin bench  # full run, about 7 minutes on 2 cores
 //! cargo run --release -p wm-testkit --bin bench -- --quick   # about 5 minutes
 //! cargo run --release -p wm-testkit --bin bench -- --fleet 10000,100000   # the fleet simulation only
+//! cargo run --release -p wm-testkit --bin bench -- --soak 30m --seed 7     # an accelerated soak
 //! ```
 //!
 //! The manager under test talks to an in-process fake Kubernetes API (HTTPS,
@@ -28,7 +29,13 @@ use wm_testkit::node::FakeNode;
 use wm_testkit::proc::{Manager, TempDir};
 
 const USAGE: &str =
-    "usage: bench [--fleet N[,N...] [--hours H] [--seed S]] [--quick] [--sync N] [--outbox] [--render] [--window] [--memory] [--slow-api] [--cluster] [--bin PATH]
+    "usage: bench [--fleet N[,N...] [--hours H] [--seed S]] [--soak DURATION [--seed S]] [--quick] [--sync N] [--outbox] [--render] [--window] [--memory] [--slow-api] [--cluster] [--bin PATH]
+
+  --soak DURATION  an accelerated soak of the release binary (e.g. 30m, 1h,
+              90s; at least 40s): short intervals, faults of the fake
+              Kubernetes API, backend and S3, kills and a second instance,
+              chosen by a seeded RNG (--seed; a random one is printed);
+              prints each invariant held/MISSED and exits 1 on a miss
 
   --quick     10 s idle window instead of 60 s (idle CPU scaled to a minute;
               the report interval follows the idle window, so the scaled
@@ -166,7 +173,9 @@ fn main() -> ExitCode {
     let mut only_cluster = false;
     let mut bin: Option<PathBuf> = None;
     let mut fleet: Option<Vec<usize>> = None;
-    let (mut hours, mut seed) = (24u64, 1u64);
+    let mut hours = 24u64;
+    let mut seed: Option<u64> = None;
+    let mut soak: Option<Duration> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -183,8 +192,16 @@ fn main() -> ExitCode {
                 _ => return usage("--hours needs a whole number of hours"),
             },
             "--seed" => match args.next().and_then(|n| n.parse().ok()) {
-                Some(s) => seed = s,
+                Some(s) => seed = Some(s),
                 None => return usage("--seed needs a number"),
+            },
+            "--soak" => match args
+                .next()
+                .map(|d| wm_testkit::bench::soak::parse_duration(&d))
+            {
+                Some(Ok(d)) => soak = Some(d),
+                Some(Err(e)) => return usage(&format!("--soak: {e}")),
+                None => return usage("--soak needs a duration, e.g. 30m"),
             },
             "--quick" => quick = true,
             "--outbox" => only_outbox = true,
@@ -209,7 +226,7 @@ fn main() -> ExitCode {
         }
     }
     if let Some(sizes) = fleet {
-        return fleet_scale(&sizes, hours, seed);
+        return fleet_scale(&sizes, hours, seed.unwrap_or(1));
     }
     let bin = match bin.map_or_else(wm_testkit::proc::locate_manager, Ok) {
         Ok(b) => b,
@@ -226,6 +243,9 @@ fn main() -> ExitCode {
             bin.display()
         );
         return ExitCode::from(2);
+    }
+    if let Some(duration) = soak {
+        return soak_run(&bin, duration, seed);
     }
     match only_sync {
         _ if only_cluster => {
@@ -297,6 +317,19 @@ fn main() -> ExitCode {
         None => run(&bin, &Plan::new(quick)),
     }
     ExitCode::SUCCESS
+}
+
+/// The soak (a random seed unless one was given; it is printed either way).
+fn soak_run(bin: &Path, duration: Duration, seed: Option<u64>) -> ExitCode {
+    for w in build_warnings(bin) {
+        eprintln!("bench: WARNING: {w}");
+    }
+    let seed = seed.unwrap_or_else(|| workload_manager::scheduler::Rng::seed_from_os() % 1_000_000);
+    if wm_testkit::bench::soak::run(bin, duration, seed) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
 }
 
 fn usage(problem: &str) -> ExitCode {

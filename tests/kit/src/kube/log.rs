@@ -1,6 +1,8 @@
 //! The request log tests assert on: every request the fake received, with
 //! what it answered, in arrival order.
 
+use std::time::SystemTime;
+
 use serde_json::Value;
 
 use crate::net::http::{query_param, Request};
@@ -31,6 +33,11 @@ pub struct LoggedRequest {
     pub body: LoggedBody,
     /// The HTTP status answered; `None` while unanswered or when the connection was reset.
     pub status: Option<u16>,
+    /// When it arrived (wall clock), before any injected delay.
+    pub received_at: SystemTime,
+    /// When its answer was ready, after the change it made (if any) was
+    /// stored; `None` while unanswered or when the connection was reset.
+    pub answered_at: Option<SystemTime>,
 }
 
 impl LoggedRequest {
@@ -52,6 +59,8 @@ impl LoggedRequest {
             client: None,
             body,
             status,
+            received_at: SystemTime::now(),
+            answered_at: None,
         }
     }
 

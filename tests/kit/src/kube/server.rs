@@ -61,7 +61,11 @@ fn requests(shared: &Shared, conn: Stream) {
             None => api::handle(shared, &req),
         };
         let status = resp.status;
-        shared.lock().log.update(entry, |e| e.status = Some(status));
+        let answered = std::time::SystemTime::now();
+        shared.lock().log.update(entry, |e| {
+            e.status = Some(status);
+            e.answered_at = Some(answered);
+        });
         let keep = req.keep_alive();
         if write_response(reader.get_mut(), &resp, false, !keep).is_err() || !keep {
             return;

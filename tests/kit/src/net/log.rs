@@ -9,6 +9,14 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Mark(usize);
 
+impl Mark {
+    /// How many entries the log held at this position: requests at lower
+    /// indices came before it.
+    pub fn index(self) -> usize {
+        self.0
+    }
+}
+
 /// Log entries in arrival order.
 pub(crate) struct Log<T>(Vec<T>);
 
