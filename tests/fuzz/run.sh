@@ -53,8 +53,8 @@ done
 printf '%-9s %12s %10s %8s %s\n' target runs exec/s corpus result
 for t in "${targets[@]}"; do
   log=$logs/$t.log
-  runs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{print $2}' | tail -1)
-  rate=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$log" | awk '{print $2}' | tail -1)
+  runs=$(grep -oE 'stat::number_of_executed_units: +[0-9]+' "$log" | awk '{print $2}' | tail -1)
+  rate=$(grep -oE 'stat::average_exec_per_sec: +[0-9]+' "$log" | awk '{print $2}' | tail -1)
   result=clean
   grep -qE 'panicked|deadly signal|SUMMARY: libFuzzer|Test unit written' "$log" && result="CRASH (see $log)"
   cargo fuzz cmin --fuzz-dir tests/fuzz --sanitizer none --release "$t" >/dev/null 2>&1 || true

@@ -277,10 +277,15 @@ pub fn config_values(data: &[u8]) {
         }
     }
     let key = vars.get("NODE_PRIVATE_KEY").cloned().unwrap_or_default();
+    // The key may show only where it was also given as a value that is not
+    // secret (the fuzzer writes it into the endpoint, say).
+    let elsewhere = vars
+        .iter()
+        .any(|(name, value)| name != "NODE_PRIVATE_KEY" && value.contains(&key));
     match config::Config::load(&Vars(vars)) {
         Ok(c) => {
             let shown = c.printable();
-            if key.len() >= 16 {
+            if key.len() >= 16 && !elsewhere {
                 assert!(!shown.contains(&key), "the node key in --print-config");
             }
         }
