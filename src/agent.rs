@@ -254,6 +254,7 @@ impl<C: Clock + Clone + 'static> Agent<C> {
     pub fn turn(&mut self) -> Result<(), Exit> {
         let now = self.clock.now();
         self.state.last_turn = now;
+        self.server.turned(now);
         self.follow_election();
         if std::mem::take(&mut self.state.sync_requested) {
             self.scheduler.run_now(JobId::Sync, now);
@@ -364,6 +365,7 @@ impl<C: Clock + Clone + 'static> Agent<C> {
 
     /// Serves one request (waiting up to `wait`) and then whatever else is queued.
     fn serve(&mut self, wait: Duration) -> Result<(), Exit> {
+        self.count_off_loop();
         let mut timeout = wait;
         for _ in 0..REQUESTS_PER_TURN {
             match self.server.recv(timeout) {
@@ -384,7 +386,16 @@ impl<C: Clock + Clone + 'static> Agent<C> {
         Ok(())
     }
 
+    /// Counts the `/healthz` answers the server gave without the loop.
+    fn count_off_loop(&mut self) {
+        for (code, n) in self.server.answered_off_loop() {
+            self.state
+                .count_requests(crate::state::Route::Healthz, code, n);
+        }
+    }
+
     fn answer(&mut self, incoming: Incoming) {
+        self.count_off_loop();
         if let Some(nonce) = incoming.probe_nonce() {
             self.probe.received(nonce);
         }
@@ -631,6 +642,15 @@ mod tests {
 
     /// An agent on a virtual clock with these Kubernetes API and backend URLs.
     fn agent_with(kube: &str, backend: &str) -> (Agent<VirtualClock>, VirtualClock) {
+        agent_timing_out(kube, backend, "2s")
+    }
+
+    /// Likewise, with `WM_HTTP_TIMEOUT` set to `timeout`.
+    fn agent_timing_out(
+        kube: &str,
+        backend: &str,
+        timeout: &str,
+    ) -> (Agent<VirtualClock>, VirtualClock) {
         let env = Env(vec![
             ("NODE_SYSTEM_ENDPOINT", backend.into()),
             (
@@ -639,7 +659,7 @@ mod tests {
             ),
             ("WM_KUBE_API_URL", kube.into()),
             ("WM_LISTEN", "127.0.0.1:0".into()),
-            ("WM_HTTP_TIMEOUT", "2s".into()),
+            ("WM_HTTP_TIMEOUT", timeout.into()),
         ]);
         let config = Config::load(&env).unwrap();
         let clock = VirtualClock::new(1_795_867_200);
@@ -953,5 +973,70 @@ mod tests {
         assert_eq!(healthy(&agent), Duration::from_secs(20));
         clock.advance(Duration::from_secs(5));
         assert_eq!(healthy(&agent), Duration::from_secs(25));
+    }
+
+    #[test]
+    fn healthz_is_answered_while_the_loop_waits_on_a_call() {
+        use std::sync::mpsc;
+        // A Kubernetes API that accepts the first connection and answers
+        // nothing until the test lets go; later connections are closed.
+        let hang = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", hang.local_addr().unwrap());
+        let (hung, on_hung) = mpsc::channel();
+        let (release, on_release) = mpsc::channel::<()>();
+        std::thread::spawn(move || {
+            let Ok((first, _)) = hang.accept() else {
+                return;
+            };
+            let _ = hung.send(());
+            let _ = on_release.recv();
+            drop(first);
+            for conn in hang.incoming() {
+                drop(conn);
+            }
+        });
+        let (mut agent, _clock) = agent_timing_out(&url, "http://127.0.0.1:9", "60s");
+        let addr = agent.local_addr();
+        let client = std::thread::spawn(move || {
+            on_hung.recv().unwrap();
+            let mut heartbeat = TcpStream::connect(addr).unwrap();
+            let body = r#"{"status":"healthy"}"#;
+            write!(
+                heartbeat,
+                "POST /v1/workloads/web/health HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .unwrap();
+            let mut probe = TcpStream::connect(addr).unwrap();
+            probe
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+            probe
+                .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+                .unwrap();
+            let mut healthz = String::new();
+            probe.read_to_string(&mut healthz).unwrap();
+            // The loop is still in the call: the heartbeat has no answer yet.
+            heartbeat.set_nonblocking(true).unwrap();
+            let waiting = heartbeat.read(&mut [0u8; 1]).map_err(|e| e.kind());
+            release.send(()).unwrap();
+            heartbeat.set_nonblocking(false).unwrap();
+            heartbeat
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+            let mut answer = String::new();
+            heartbeat.read_to_string(&mut answer).unwrap();
+            (healthz, waiting, answer)
+        });
+        // The first turn's Lease call waits on the hung API until released.
+        turn_until(&mut agent, |a| !a.state.workloads.is_empty());
+        let (healthz, waiting, answer) = client.join().unwrap();
+        assert!(healthz.starts_with("HTTP/1.1 200"), "{healthz}");
+        assert!(healthz.ends_with("ok"), "{healthz}");
+        assert_eq!(waiting, Err(std::io::ErrorKind::WouldBlock));
+        assert!(answer.starts_with("HTTP/1.1 204"), "{answer}");
+        agent.turn().unwrap();
+        let counted = agent.state.http.get(&(crate::state::Route::Healthz, 200));
+        assert_eq!(counted, Some(&1), "{:?}", agent.state.http);
     }
 }

@@ -156,7 +156,7 @@ pub fn handle(
         match matched {
             Matched::Heartbeat(name) => heartbeat(name, req, state, now, wall),
             Matched::Status => status_page(query, req.accept, state, now, wall),
-            Matched::Healthz => healthz(state, now),
+            Matched::Healthz => liveness(state.last_turn, now),
             Matched::Readyz => readyz(state),
             Matched::Metrics => Response::text(
                 200,
@@ -284,8 +284,9 @@ fn status_page(
     }
 }
 
-fn healthz(state: &State, now: Instant) -> Response {
-    if now.saturating_duration_since(state.last_turn) <= LIVENESS {
+/// The `/healthz` answer when the main loop last turned at `last_turn`.
+pub fn liveness(last_turn: Instant, now: Instant) -> Response {
+    if now.saturating_duration_since(last_turn) <= LIVENESS {
         Response::text(200, "text/plain; charset=utf-8", "ok".into())
     } else {
         Response::error(

@@ -1,5 +1,5 @@
-//! The socket side of our HTTP API: the listener, tiny_http, and the checks
-//! that keep the server from going deaf.
+//! The socket side of our HTTP API: the listener, tiny_http, a dispatcher
+//! thread, and the checks that keep the server from going deaf.
 //!
 //! The listener is created here with read and write timeouts, which accepted
 //! sockets inherit on Linux, so an idle or stalled client holds a connection
@@ -7,13 +7,23 @@
 //! `src/vendor/tiny_http/PATCHES.md`) caps headers, bodies and connections and
 //! reads bodies on its own threads, so nothing here ever waits on a client
 //! for long: the main loop only takes finished requests and writes small replies.
+//!
+//! One dispatcher thread takes tiny_http's requests. It answers a plain
+//! `GET /healthz` itself, from the time of the main loop's last turn
+//! ([`HttpServer::turned`]), so liveness is answered at once even while the
+//! loop waits on an outbound call; everything else goes to the main loop,
+//! which owns all state.
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::api;
+use crate::clock::{Clock, SystemClock};
 
 /// Read and write timeout of every accepted socket: an idle keep-alive
 /// connection is closed after this long.
@@ -22,20 +32,74 @@ pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(5);
 pub const PROBE_EVERY: Duration = Duration::from_secs(30);
 /// How long a self-probe may take before the server counts as deaf.
 pub const PROBE_DEADLINE: Duration = Duration::from_secs(10);
+/// Requests waiting for the main loop: one per connection the patched
+/// tiny_http allows, so the queue fills only if that cap is broken; then
+/// the request gets a 503.
+pub const QUEUE: usize = 512;
 
 /// The running HTTP server.
 pub struct HttpServer {
-    inner: tiny_http::Server,
+    inner: Arc<tiny_http::Server>,
     addr: SocketAddr,
+    requests: Receiver<io::Result<Incoming>>,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+}
+
+/// What the dispatcher and the main loop share; it outlives a rebuild.
+#[derive(Debug)]
+struct Shared {
+    origin: Instant,
+    /// The main loop's last turn, in milliseconds after `origin`.
+    last_turn_ms: AtomicU64,
+    /// `/healthz` answers the dispatcher gave, by status, not yet counted.
+    healthz_ok: AtomicU64,
+    healthz_stalled: AtomicU64,
+}
+
+impl Shared {
+    fn last_turn(&self) -> Instant {
+        self.origin + Duration::from_millis(self.last_turn_ms.load(Ordering::Relaxed))
+    }
 }
 
 impl HttpServer {
     /// Listens on `addr` (port 0 picks a free port).
     pub fn bind(addr: SocketAddr) -> io::Result<HttpServer> {
+        let now = SystemClock.now();
+        let shared = Arc::new(Shared {
+            origin: now,
+            last_turn_ms: AtomicU64::new(0),
+            healthz_ok: AtomicU64::new(0),
+            healthz_stalled: AtomicU64::new(0),
+        });
+        HttpServer::start(addr, shared)
+    }
+
+    fn start(addr: SocketAddr, shared: Arc<Shared>) -> io::Result<HttpServer> {
         let listener = listener(addr)?;
         let addr = listener.local_addr()?;
-        let inner = tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)?;
-        Ok(HttpServer { inner, addr })
+        let inner =
+            Arc::new(tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)?);
+        let (queue, requests) = mpsc::sync_channel(QUEUE);
+        let stop = Arc::new(AtomicBool::new(false));
+        let dispatcher = Dispatcher {
+            server: inner.clone(),
+            queue,
+            shared: shared.clone(),
+            stop: stop.clone(),
+        };
+        std::thread::Builder::new()
+            .name("http-dispatch".into())
+            .stack_size(256 * 1024)
+            .spawn(move || dispatcher.run())?;
+        Ok(HttpServer {
+            inner,
+            addr,
+            requests,
+            shared,
+            stop,
+        })
     }
 
     /// The address actually bound.
@@ -43,22 +107,99 @@ impl HttpServer {
         self.addr
     }
 
+    /// The main loop turned at `now` (its own clock); `/healthz` answers
+    /// from this. The dispatcher judges it by the system clock.
+    pub fn turned(&self, now: Instant) {
+        let ms = now
+            .saturating_duration_since(self.shared.origin)
+            .as_millis();
+        let ms = u64::try_from(ms).unwrap_or(u64::MAX);
+        self.shared.last_turn_ms.fetch_max(ms, Ordering::Relaxed);
+    }
+
+    /// The `/healthz` answers given off the main loop since the last call,
+    /// by status code, for the request counts.
+    pub fn answered_off_loop(&self) -> [(u16, u64); 2] {
+        [
+            (200, self.shared.healthz_ok.swap(0, Ordering::Relaxed)),
+            (503, self.shared.healthz_stalled.swap(0, Ordering::Relaxed)),
+        ]
+    }
+
     /// Waits up to `timeout` for the next request. An error means the server
     /// stopped accepting connections; [`HttpServer::rebuild`] it.
     pub fn recv(&self, timeout: Duration) -> io::Result<Option<Incoming>> {
-        let request = if timeout.is_zero() {
-            self.inner.try_recv()?
+        let next = if timeout.is_zero() {
+            self.requests.try_recv().map_err(|e| match e {
+                TryRecvError::Empty => None,
+                TryRecvError::Disconnected => Some(()),
+            })
         } else {
-            self.inner.recv_timeout(timeout)?
+            self.requests.recv_timeout(timeout).map_err(|e| match e {
+                RecvTimeoutError::Timeout => None,
+                RecvTimeoutError::Disconnected => Some(()),
+            })
         };
-        Ok(request.map(Incoming))
+        match next {
+            Ok(request) => request.map(Some),
+            Err(None) => Ok(None),
+            Err(Some(())) => Err(io::Error::other("the HTTP dispatcher stopped")),
+        }
     }
 
     /// Replaces a dead server with a new one on the same address.
     pub fn rebuild(&mut self) -> io::Result<()> {
-        let fresh = HttpServer::bind(self.addr)?;
+        let fresh = HttpServer::start(self.addr, self.shared.clone())?;
         *self = fresh;
         Ok(())
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.inner.unblock();
+    }
+}
+
+/// The thread between tiny_http and the main loop.
+struct Dispatcher {
+    server: Arc<tiny_http::Server>,
+    queue: SyncSender<io::Result<Incoming>>,
+    shared: Arc<Shared>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Dispatcher {
+    fn run(self) {
+        loop {
+            let request = match self.server.recv() {
+                Ok(request) => Incoming(request),
+                Err(_) if self.stop.load(Ordering::Relaxed) => return,
+                Err(e) => {
+                    // The main loop sees the error, or the closed queue.
+                    let _ = self.queue.try_send(Err(e));
+                    return;
+                }
+            };
+            if request.is_plain_healthz() {
+                let response = api::liveness(self.shared.last_turn(), SystemClock.now());
+                let count = match response.status {
+                    200 => &self.shared.healthz_ok,
+                    _ => &self.shared.healthz_stalled,
+                };
+                count.fetch_add(1, Ordering::Relaxed);
+                answer_guarded(request, |_| response);
+                continue;
+            }
+            match self.queue.try_send(Ok(request)) {
+                Ok(()) => {}
+                Err(TrySendError::Full(Ok(request))) => answer_guarded(request, |_| {
+                    api::Response::error(503, "busy", "too many requests are waiting; try again")
+                }),
+                Err(TrySendError::Full(Err(_)) | TrySendError::Disconnected(_)) => return,
+            }
+        }
     }
 }
 
@@ -140,6 +281,11 @@ impl Incoming {
         if let Err(e) = self.0.respond(reply) {
             log::debug!("could not write a response: {e}");
         }
+    }
+
+    /// `GET` or `HEAD` of `/healthz` with no query: the dispatcher answers it.
+    fn is_plain_healthz(&self) -> bool {
+        self.0.url() == "/healthz" && matches!(self.0.method().as_str(), "GET" | "HEAD")
     }
 
     /// The query of a self-probe request, if this is one.
@@ -338,14 +484,14 @@ mod tests {
         assert_eq!(server.local_addr(), addr);
         let mut client = TcpStream::connect(addr).unwrap();
         client
-            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\n\r\n")
             .unwrap();
         let incoming = server
             .recv(Duration::from_secs(5))
             .unwrap()
             .expect("served again");
         incoming.answer(|r| {
-            assert_eq!(r.url, "/healthz");
+            assert_eq!(r.url, "/readyz");
             api::Response::error(418, "teapot", "test")
         });
         let mut reply = String::new();
@@ -356,6 +502,65 @@ mod tests {
         assert!(reply.starts_with("HTTP/1.1 418"), "{reply}");
     }
 
+    /// Sends `raw` on a new connection and returns the whole reply.
+    fn exchange(addr: SocketAddr, raw: &'static [u8]) -> std::thread::JoinHandle<String> {
+        std::thread::spawn(move || {
+            let mut client = TcpStream::connect(addr).unwrap();
+            client
+                .set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+            client.write_all(raw).unwrap();
+            let mut reply = String::new();
+            let _ = client.read_to_string(&mut reply);
+            reply
+        })
+    }
+
+    #[test]
+    fn plain_healthz_is_answered_without_the_main_loop() {
+        let server = HttpServer::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        server.turned(SystemClock.now());
+        let get = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        // Nobody calls recv: the dispatcher answers.
+        let reply = exchange(server.local_addr(), get).join().unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(reply.ends_with("\r\n\r\nok"), "{reply}");
+        let head = b"HEAD /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+        let reply = exchange(server.local_addr(), head).join().unwrap();
+        assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+        assert!(reply.ends_with("\r\n\r\n"), "no body: {reply}");
+        assert_eq!(server.answered_off_loop(), [(200, 2), (503, 0)]);
+        assert_eq!(server.answered_off_loop(), [(200, 0), (503, 0)]);
+        // Everything else goes to the main loop: a probe, another method.
+        for raw in [
+            &b"GET /healthz?probe=7 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"[..],
+            &b"POST /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+                [..],
+        ] {
+            let reply = exchange(server.local_addr(), raw);
+            let incoming = server
+                .recv(Duration::from_secs(10))
+                .unwrap()
+                .expect("forwarded");
+            let url = incoming.0.url().to_string();
+            incoming.answer(|r| api::Response::error(418, "teapot", r.method));
+            assert!(reply.join().unwrap().starts_with("HTTP/1.1 418"), "{url}");
+        }
+        assert_eq!(server.answered_off_loop(), [(200, 0), (503, 0)]);
+    }
+
+    #[test]
+    fn a_dropped_server_frees_its_port() {
+        let server = HttpServer::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = server.local_addr();
+        drop(server);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Err(e) = TcpListener::bind(addr) {
+            assert!(Instant::now() < deadline, "the port stays taken: {e}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     #[test]
     fn a_panicking_handler_costs_one_500_and_nothing_else() {
         let server = HttpServer::bind("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -363,7 +568,7 @@ mod tests {
             std::thread::spawn(move || {
                 let mut client = TcpStream::connect(addr).unwrap();
                 client
-                    .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    .write_all(b"GET /readyz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
                     .unwrap();
                 let mut reply = String::new();
                 let _ = client.read_to_string(&mut reply);

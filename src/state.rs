@@ -270,6 +270,12 @@ impl State {
     }
 
     pub fn count_request(&mut self, route: Route, code: u16) {
-        *self.http.entry((route, code)).or_default() += 1;
+        self.count_requests(route, code, 1);
+    }
+
+    pub fn count_requests(&mut self, route: Route, code: u16, n: u64) {
+        if n > 0 {
+            *self.http.entry((route, code)).or_default() += n;
+        }
     }
 }

@@ -4,8 +4,8 @@
 //!
 //! The real manager runs against the test kit's fakes (the Kubernetes API
 //! and the backend of [`FakeNode`], and [`FakeS3`] for self-update) with
-//! short intervals (sync 2 s, reports 1 s, update checks 3 s; the Lease is
-//! renewed every 5 s, as the product fixes it) and a state directory that
+//! short intervals (sync 500 ms, reports 50 ms, update checks 3 s; the
+//! Lease is renewed every 5 s, as the product fixes it) and a state directory that
 //! survives its restarts. Workloads heartbeat to it; the desired state and
 //! the update file change; faults of all three fakes overlap; the primary
 //! instance is killed every few minutes and started again at once (now and
@@ -204,8 +204,10 @@ impl World {
             ("NODE_SYSTEM_ENDPOINT", self.node.backend.url()),
             ("WM_KUBE_API_URL", kube.url()),
             ("WM_KUBE_CA_FILE", kube.ca_file().display().to_string()),
-            ("WM_SYNC_INTERVAL", "2s".into()),
-            ("WM_REPORT_INTERVAL", "1s".into()),
+            // An hour at these covers 30 days of syncs (1.7×) and reports
+            // (1.7×) at the default intervals.
+            ("WM_SYNC_INTERVAL", "500ms".into()),
+            ("WM_REPORT_INTERVAL", "50ms".into()),
             ("WM_UPDATE_INTERVAL", "3s".into()),
             ("WM_UPDATE_S3_BUCKET", BUCKET.into()),
             ("WM_UPDATE_S3_KEY", KEY.into()),
