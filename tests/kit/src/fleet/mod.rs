@@ -226,7 +226,20 @@ pub struct Figures {
 
 impl Figures {
     pub fn of(title: &str, outcome: &Outcome, steady_mean: f64, capacity: Option<u32>) -> Figures {
+        Figures::from_second(title, outcome, 0, steady_mean, capacity)
+    }
+
+    /// Like [`Figures::of`], with the mean and peaks of the load from
+    /// second `from` of the run on (the totals stay the whole run's).
+    pub fn from_second(
+        title: &str,
+        outcome: &Outcome,
+        from: usize,
+        steady_mean: f64,
+        capacity: Option<u32>,
+    ) -> Figures {
         let load = &outcome.load;
+        let measured = &load.per_second[from.min(load.per_second.len())..];
         let span_s = outcome.span as f64 / SEC as f64;
         let nodes = outcome.nodes.len().max(1) as f64;
         let per_day = DAY as f64 / outcome.span as f64 / nodes;
@@ -245,9 +258,13 @@ impl Figures {
         });
         Figures {
             title: title.to_string(),
-            mean: load.backend_requests() as f64 / span_s,
-            peak_1s: peak(&load.per_second, 1),
-            peak_10s: peak(&load.per_second, 10),
+            mean: if from == 0 {
+                load.backend_requests() as f64 / span_s
+            } else {
+                mean(measured)
+            },
+            peak_1s: peak(measured, 1),
+            peak_10s: peak(measured, 10),
             steady_mean,
             requests: load.backend_requests(),
             per_node_day_requests: load.backend_requests() as f64 * per_day,

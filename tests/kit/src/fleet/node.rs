@@ -314,14 +314,9 @@ impl Node {
             }
         };
         // Acknowledgements owed from before go first.
-        let owed = std::mem::take(&mut self.owed);
-        for (name, version) in owed {
-            match backend.call(now, Endpoint::PutVersion, sizes.put_version, 0) {
-                Answer::Served { .. } => {}
-                refused => {
-                    note(&refused, &mut errors);
-                    self.owed.push((name, version));
-                }
+        for ack in std::mem::take(&mut self.owed) {
+            if let Some(refused) = acknowledge(backend, now, &mut self.owed, ack) {
+                note(&refused, &mut errors);
             }
         }
         for action in reconcile::plan(&desired, &self.actual, &self.applied) {
@@ -373,12 +368,8 @@ impl Node {
                     done_at: now + pull,
                 },
             );
-            match backend.call(now, Endpoint::PutVersion, sizes.put_version, 0) {
-                Answer::Served { .. } => {}
-                refused => {
-                    note(&refused, &mut errors);
-                    self.owed.push((name, version));
-                }
+            if let Some(refused) = acknowledge(backend, now, &mut self.owed, (name, version)) {
+                note(&refused, &mut errors);
             }
         }
         jobs::after_sync(errors, wait, false, !self.rollouts.is_empty())
@@ -428,4 +419,22 @@ fn parse_id(id: &str) -> (u32, u32, u64) {
     let mut parts = id.split('.').map(|p| p.parse::<u64>().unwrap_or(0));
     let mut next = || parts.next().unwrap_or(0);
     (next() as u32, next() as u32, next())
+}
+
+/// `PUT version` of one applied workload, as the sync makes it; a refused
+/// one is owed to the next sync and its answer returned.
+fn acknowledge(
+    backend: &mut Backend,
+    now: u64,
+    owed: &mut Vec<(String, String)>,
+    ack: (String, String),
+) -> Option<Answer> {
+    let size = backend.sizes.put_version;
+    match backend.call(now, Endpoint::PutVersion, size, 0) {
+        Answer::Served { .. } => None,
+        refused => {
+            owed.push(ack);
+            Some(refused)
+        }
+    }
 }

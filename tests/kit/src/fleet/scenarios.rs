@@ -156,7 +156,8 @@ pub fn outage(fleet: &Fleet, steady_mean: f64, capacity: Option<u32>) -> Verdict
     );
     // The hour of outage is no load; the ratio is of the hour after it.
     let after = ((down.1 - WARM_UP) / SEC) as usize;
-    let mut f = Figures::of(&title, &outcome, steady_mean, capacity);
+    // The goal's ratio is over the hour after the outage, against the steady mean.
+    let mut f = Figures::from_second(&title, &outcome, after, steady_mean, capacity);
     let recovery = &outcome.load.per_second[after..];
     let drained = outcome
         .backend
@@ -189,9 +190,6 @@ pub fn outage(fleet: &Fleet, steady_mean: f64, capacity: Option<u32>) -> Verdict
         span_text(outcome.backend.ledger.longest_wait)
     ));
     let reports = reports_goal(&outcome, &mut f);
-    // The goal's ratio is over the hour after the outage, against the steady mean.
-    f.peak_10s = peak(recovery, 10);
-    f.mean = mean(recovery);
     let mut goals = vec![ratio_goal(&f), reports];
     if capacity.is_none() {
         goals.push((

@@ -229,6 +229,28 @@ impl Chaos {
         Some(d)
     }
 
+    /// Starts the lasting fault `name` (`start` sets it off and says what it
+    /// did and whether it stalls calls) unless one of its kind is on.
+    fn lasting(
+        &mut self,
+        l: Lasting,
+        span: (Duration, Duration),
+        name: &str,
+        start: impl FnOnce(Duration) -> (String, bool),
+    ) -> (String, String, bool) {
+        match self.last(l, span) {
+            Some(d) => {
+                let (what, stall) = start(d);
+                (name.to_string(), what, stall)
+            }
+            None => (
+                format!("{name} (already)"),
+                format!("{name}: still on"),
+                false,
+            ),
+        }
+    }
+
     fn fault(&mut self, world: &World) {
         let roll = self.dice.range(0, 99);
         let (kind, what, stall) = if roll < 40 {
@@ -266,32 +288,17 @@ impl Chaos {
             ),
             7 => kube::FaultKind::Reset,
             8 => {
-                return match self.last(Lasting::KubeDown, secs(3, 45)) {
-                    Some(d) => {
-                        k.set_reachable(false);
-                        ("kube down".into(), format!("kube down for {d:.1?}"), false)
-                    }
-                    None => (
-                        "kube down (already)".into(),
-                        "kube still down".into(),
-                        false,
-                    ),
-                };
+                return self.lasting(Lasting::KubeDown, secs(3, 45), "kube down", |d| {
+                    k.set_reachable(false);
+                    (format!("kube down for {d:.1?}"), false)
+                });
             }
             9 => {
                 let latency = Duration::from_millis(self.dice.range(100, 800));
-                return match self.last(Lasting::KubeSlow, secs(10, 40)) {
-                    Some(d) => {
-                        k.set_latency(latency);
-                        let what = format!("kube answers after {latency:?} for {d:.1?}");
-                        ("kube slow".into(), what, true)
-                    }
-                    None => (
-                        "kube slow (already)".into(),
-                        "kube still slow".into(),
-                        false,
-                    ),
-                };
+                return self.lasting(Lasting::KubeSlow, secs(10, 40), "kube slow", |d| {
+                    k.set_latency(latency);
+                    (format!("kube answers after {latency:?} for {d:.1?}"), true)
+                });
             }
             10 => {
                 k.rotate_token();
@@ -302,14 +309,10 @@ impl Chaos {
                 );
             }
             _ => {
-                return match self.last(Lasting::NodesDenied, secs(10, 60)) {
-                    Some(d) => {
-                        k.deny_nodes(true);
-                        let what = format!("kube nodes grant removed (403) for {d:.1?}");
-                        ("kube 403".into(), what, false)
-                    }
-                    None => ("kube 403 (already)".into(), "kube 403 still".into(), false),
-                };
+                return self.lasting(Lasting::NodesDenied, secs(10, 60), "kube 403", |d| {
+                    k.deny_nodes(true);
+                    (format!("kube nodes grant removed (403) for {d:.1?}"), false)
+                });
             }
         };
         let stall = matches!(kind, kube::FaultKind::Hang(_));
@@ -377,36 +380,20 @@ impl Chaos {
                 }
             }
             10 => {
-                return match self.last(Lasting::BackendDown, secs(5, 60)) {
-                    Some(d) => {
-                        b.set_reachable(false);
-                        (
-                            "backend down".into(),
-                            format!("backend down for {d:.1?}"),
-                            false,
-                        )
-                    }
-                    None => (
-                        "backend down (already)".into(),
-                        "backend still down".into(),
-                        false,
-                    ),
-                };
+                return self.lasting(Lasting::BackendDown, secs(5, 60), "backend down", |d| {
+                    b.set_reachable(false);
+                    (format!("backend down for {d:.1?}"), false)
+                });
             }
             _ => {
                 let latency = Duration::from_millis(self.dice.range(200, 2000));
-                return match self.last(Lasting::BackendSlow, secs(10, 30)) {
-                    Some(d) => {
-                        b.set_latency(latency);
-                        let what = format!("backend answers after {latency:?} for {d:.1?}");
-                        ("backend slow".into(), what, true)
-                    }
-                    None => (
-                        "backend slow (already)".into(),
-                        "backend still slow".into(),
-                        false,
-                    ),
-                };
+                return self.lasting(Lasting::BackendSlow, secs(10, 30), "backend slow", |d| {
+                    b.set_latency(latency);
+                    (
+                        format!("backend answers after {latency:?} for {d:.1?}"),
+                        true,
+                    )
+                });
             }
         };
         let stall = matches!(kind, F::Hang(_) | F::HugeBody(_) | F::EndlessBody);
@@ -445,13 +432,10 @@ impl Chaos {
             ),
             4 => F::Reset,
             _ => {
-                return match self.last(Lasting::S3Down, secs(5, 30)) {
-                    Some(d) => {
-                        world.s3.set_reachable(false);
-                        ("s3 down".into(), format!("s3 down for {d:.1?}"), false)
-                    }
-                    None => ("s3 down (already)".into(), "s3 still down".into(), false),
-                };
+                return self.lasting(Lasting::S3Down, secs(5, 30), "s3 down", |d| {
+                    world.s3.set_reachable(false);
+                    (format!("s3 down for {d:.1?}"), false)
+                });
             }
         };
         let stall = matches!(kind, F::Hang(_));
