@@ -481,10 +481,12 @@ impl<C: Clock + Clone + 'static> Agent<C> {
         match done.outcome {
             crate::state::Outcome::Error => {
                 log::warn!(
-                    "{} failed: {} (retry in {}s)",
+                    "{} failed: {} (retry in {})",
                     id.name(),
                     done.detail,
-                    wait.as_secs()
+                    crate::config::format_duration(Duration::from_millis(
+                        u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
+                    ))
                 )
             }
             _ if id == JobId::Sync && std::mem::take(&mut self.sync_asked) => {
