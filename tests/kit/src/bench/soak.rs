@@ -4,7 +4,7 @@
 //!
 //! The real manager runs against the test kit's fakes (the Kubernetes API
 //! and the backend of [`FakeNode`], and [`FakeS3`] for self-update) with
-//! short intervals (sync 500 ms, reports 50 ms, update checks 3 s; the
+//! short intervals (sync 100 ms, reports 20 ms, update checks 3 s; the
 //! Lease is renewed every 5 s, as the product fixes it) and a state directory that
 //! survives its restarts. Workloads heartbeat to it; the desired state and
 //! the update file change; faults of all three fakes overlap; the primary
@@ -204,10 +204,11 @@ impl World {
             ("NODE_SYSTEM_ENDPOINT", self.node.backend.url()),
             ("WM_KUBE_API_URL", kube.url()),
             ("WM_KUBE_CA_FILE", kube.ca_file().display().to_string()),
-            // An hour at these covers 30 days of syncs (1.7×) and reports
-            // (1.7×) at the default intervals.
-            ("WM_SYNC_INTERVAL", "500ms".into()),
-            ("WM_REPORT_INTERVAL", "50ms".into()),
+            // Short enough that an hour covers 30 days of syncs and reports
+            // at the default intervals, faults, outages and kills included
+            // (a run's work, not its interval, then sets the pace).
+            ("WM_SYNC_INTERVAL", "100ms".into()),
+            ("WM_REPORT_INTERVAL", "20ms".into()),
             ("WM_UPDATE_INTERVAL", "3s".into()),
             ("WM_UPDATE_S3_BUCKET", BUCKET.into()),
             ("WM_UPDATE_S3_KEY", KEY.into()),
