@@ -11,7 +11,7 @@
 //! [`MAX_NAME`] or [`MAX_MESSAGE`] bytes while decoding, so a list of a
 //! thousand pods stays small whatever its JSON carries.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::de::IgnoredAny;
 use serde::{Deserialize, Deserializer};
@@ -484,8 +484,8 @@ pub struct Terminations {
 
 impl Terminations {
     /// Drops the workloads no longer desired.
-    pub fn forget_except(&mut self, names: &BTreeSet<String>) {
-        self.last.retain(|name, _| names.contains(name));
+    pub fn forget_except(&mut self, keep: impl Fn(&str) -> bool) {
+        self.last.retain(|name, _| keep(name));
     }
 
     pub fn len(&self) -> usize {
@@ -1563,7 +1563,7 @@ mod tests {
         diagnose("web", false, &[&crashed], &mut seen);
         diagnose("api", false, &[&crashed], &mut seen);
         assert_eq!(seen.len(), 2);
-        seen.forget_except(&BTreeSet::from(["api".to_string()]));
+        seen.forget_except(|name| name == "api");
         assert_eq!(seen.len(), 1);
         let d = diagnose("web", true, &[], &mut seen);
         assert_eq!(d.last_termination, None);

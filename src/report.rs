@@ -105,10 +105,9 @@ pub fn refresh_views(state: &mut State, listed: &[Deployment]) {
 /// pods, matched by owner (no label of ours on the pods).
 pub fn diagnose(state: &mut State, listed: &[Deployment], pods: &[crate::pods::Pod]) {
     let by_deployment = crate::pods::by_deployment(pods);
-    let desired: std::collections::BTreeSet<String> =
-        state.workloads.iter().map(|(n, _)| n.to_string()).collect();
     state.diagnoses.clear();
-    for d in listed.iter().filter(|d| desired.contains(&d.metadata.name)) {
+    let desired = |name: &str| state.workloads.get(name).is_some();
+    for d in listed.iter().filter(|d| desired(&d.metadata.name)) {
         let name = d.metadata.name.as_str();
         let wanted = d.spec.replicas.unwrap_or(1);
         let fully_ready = d.status.ready_replicas >= wanted;
@@ -122,7 +121,10 @@ pub fn diagnose(state: &mut State, listed: &[Deployment], pods: &[crate::pods::P
         }
         state.diagnoses.insert(name.to_string(), diagnosis);
     }
-    state.terminations.forget_except(&desired);
+    let workloads = &state.workloads;
+    state
+        .terminations
+        .forget_except(|name| workloads.get(name).is_some());
     state.pods_error = None;
 }
 

@@ -188,9 +188,7 @@ pub fn json(state: &State, now: Instant, wall: SystemTime) -> serde_json::Value 
 
 /// The REPORT's `node` object, and why the Node's own fields are null.
 fn write_node(out: &mut Json, state: &State) {
-    state.node.write_json(out);
-    // Reopen the object for the one field status adds.
-    out.0.pop();
+    state.node.write_fields(out);
     out.raw(",\"error\":");
     out.opt_str(state.node.object.as_ref().err().map(String::as_str));
     out.raw("}");

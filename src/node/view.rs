@@ -80,6 +80,13 @@ impl NodeView {
 
     /// The REPORT's `node` object.
     pub fn write_json(&self, out: &mut Json) {
+        self.write_fields(out);
+        out.raw("}");
+    }
+
+    /// [`NodeView::write_json`] without the closing brace, for a caller
+    /// that adds fields after these.
+    pub fn write_fields(&self, out: &mut Json) {
         let s = self.sample.as_ref();
         let object = self.object.as_ref().ok();
         out.raw("{\"arch\":");
@@ -131,7 +138,6 @@ impl NodeView {
         out.opt_str(object.and(self.name.as_deref()));
         out.raw(",\"uptimeSeconds\":");
         out.opt_num(s.and_then(|s| s.uptime).map(|u| u.as_secs()));
-        out.raw("}");
     }
 
     /// The same, as a JSON text.
