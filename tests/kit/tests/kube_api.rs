@@ -665,6 +665,34 @@ fn leases_need_resource_versions_and_keep_micro_time() {
 }
 
 #[test]
+fn a_lease_touched_by_another_writer_conflicts_with_its_holder() {
+    let kube = FakeKube::start();
+    let c = Client::new(&kube);
+    assert!(!kube.touch_lease("leader"), "no Lease yet");
+    let lease = json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+        "metadata": {"name": "leader"},
+        "spec": {"holderIdentity": "a", "leaseDurationSeconds": 15,
+                 "renewTime": "2025-01-01T10:00:00.000000Z"}});
+    let created = c.json("POST", LEASES, &lease).json();
+    assert!(kube.touch_lease("leader"));
+    let now = kube.lease("leader").unwrap();
+    assert_ne!(
+        now["metadata"]["resourceVersion"],
+        created["metadata"]["resourceVersion"]
+    );
+    assert_eq!(now["spec"], created["spec"], "only metadata changed");
+    let path = format!("{LEASES}/leader");
+    let r = c.json("PUT", &path, &created);
+    assert_eq!(
+        (r.status, r.json()["reason"].as_str()),
+        (409, Some("Conflict"))
+    );
+    // Read again, the holder renews.
+    let again = c.get(&path).json();
+    assert_eq!(c.json("PUT", &path, &again).status, 200);
+}
+
+#[test]
 fn discovery_serves_what_kubectl_needs() {
     let kube = FakeKube::start();
     let c = Client::new(&kube);

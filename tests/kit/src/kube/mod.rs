@@ -475,6 +475,26 @@ impl FakeKube {
         st.store.get(LEASES.resource, name).map(|s| s.value.clone())
     }
 
+    /// Another writer changes Lease `name` (an annotation, as `kubectl
+    /// annotate` would), so its holder's next update, with the version it
+    /// read, gets a 409 Conflict. Returns whether the Lease exists.
+    pub fn touch_lease(&self, name: &str) -> bool {
+        let mut st = self.shared.lock();
+        let Some(mut lease) = st.store.get(LEASES.resource, name).map(|s| s.value.clone()) else {
+            return false;
+        };
+        let touched = st.store.resource_version();
+        lease["metadata"]["annotations"]["example.com/touched"] = Value::String(touched);
+        let body = lease.to_string().into_bytes();
+        let ctx = WriteCtx {
+            namespace: &self.shared.cfg.namespace,
+            manager: "kubectl-annotate",
+            dry_run: false,
+            subresource: None,
+        };
+        resource::replace(&mut st.store, &LEASES, &ctx, name, None, &body).is_ok()
+    }
+
     /// Creates (or unconditionally replaces) a Deployment as `manager` would
     /// with POST (or PUT) `?fieldManager=<manager>`, through the same code
     /// path as HTTP requests; returns the stored object. Panics with the

@@ -269,7 +269,7 @@ impl Chaos {
         let k = &world.node.kube;
         let times = self.dice.range(1, 3) as usize;
         let retry = self.dice.range(1, 5);
-        let kind = match self.dice.range(0, 11) {
+        let kind = match self.dice.range(0, 12) {
             0 => kube::FaultKind::TooManyRequestsText {
                 retry_after: Some(retry),
             },
@@ -305,6 +305,19 @@ impl Chaos {
                 return (
                     "kube 401".into(),
                     "kube token rotated (wm-a's next call gets 401)".into(),
+                    false,
+                );
+            }
+            11 => {
+                let touched = k.touch_lease("workload-manager");
+                return (
+                    "kube 409".into(),
+                    if touched {
+                        "Lease changed by another writer (the holder's next renewal gets 409)"
+                    } else {
+                        "Lease changed by another writer: no Lease yet"
+                    }
+                    .into(),
                     false,
                 );
             }
@@ -349,7 +362,7 @@ impl Chaos {
             (Some("PUT"), Some("/version")),
         ];
         let mut scope = *self.dice.pick(&scopes);
-        let kind = match self.dice.range(0, 11) {
+        let kind = match self.dice.range(0, 12) {
             0 => F::InternalError,
             1 => F::BadGateway,
             2 => F::Unavailable { retry_after: retry },
