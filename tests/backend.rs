@@ -432,3 +432,50 @@ fn a_stop_right_after_a_report_sends_no_empty_window() {
         "a report of an empty window was sent: {windows:?}"
     );
 }
+
+#[test]
+fn a_report_answer_that_drips_is_given_up_at_the_timeout_and_sent_again() {
+    let node = FakeNode::new();
+    // The answer to the first delivery comes a byte every 500 ms: a minute
+    // or more in all, against a 2 s timeout.
+    node.backend.inject(
+        Fault::new(FaultKind::Drip(Duration::from_millis(500)))
+            .method("POST")
+            .path_contains("/health"),
+    );
+    let mark = node.backend.mark();
+    let mut m = start(
+        &node,
+        &[("WM_REPORT_INTERVAL", "1s"), ("WM_HTTP_TIMEOUT", "2s")],
+    );
+    let ids = |r: &wm_testkit::backend::LoggedRequest| -> Vec<String> {
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        body["reports"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|r| r["id"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let dripped = node
+        .backend
+        .wait_for_request(mark, Duration::from_secs(20), |r| r.fault.is_some())
+        .expect("a delivery met the drip");
+    let first = ids(&dripped);
+    assert!(!first.is_empty(), "{dripped:?}");
+    // Sent again, and accepted, long before the drip would have ended.
+    let again = node
+        .backend
+        .wait_for_request(mark, Duration::from_secs(20), |r| {
+            r.fault.is_none()
+                && r.method == "POST"
+                && r.status.is_some_and(|s| s < 300)
+                && ids(r).contains(&first[0])
+        })
+        .expect("the report delivered again");
+    assert!(ids(&again).starts_with(&first), "oldest first: {again:?}");
+    assert!(m.alive());
+    assert_eq!(m.get("/healthz").status, 200);
+}

@@ -42,6 +42,9 @@ pub enum FaultKind {
     /// 200 with a chunked body that never ends: the client must cut it off
     /// (the fake gives up after a minute).
     EndlessBody,
+    /// The real answer, written one byte every this long (a slow drip):
+    /// a client without an overall deadline waits for minutes.
+    Drip(Duration),
     /// Manifest requests only: the manifest comes back with this `kind`
     /// (e.g. `Service`, with `apiVersion: v1`).
     ManifestKind(String),
@@ -73,6 +76,8 @@ pub(crate) enum Action {
     Respond(Response),
     Hang(Duration),
     Reset,
+    /// The real answer, one byte every this long.
+    Drip(Duration),
     /// A streamed 200 body: `Some(len)` bytes, or endless.
     Stream(Option<u64>),
     Manifest(Rewrite),
@@ -118,6 +123,7 @@ pub(crate) fn take(
             retry_after,
         } => fail(status, &error, &message, retry_after),
         FaultKind::Hang(d) => Action::Hang(d),
+        FaultKind::Drip(every) => Action::Drip(every),
         FaultKind::Reset => Action::Reset,
         FaultKind::MalformedJson => Action::Respond(
             Response::new(

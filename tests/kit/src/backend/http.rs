@@ -1,11 +1,12 @@
 //! The backend's streamed bodies for the huge/endless-body faults: a 200
 //! `application/json` filler body of a given length, or chunked without
-//! end. Everything else about HTTP is [`crate::net::http`].
+//! end; and the slow drip of a real answer. Everything else about HTTP is
+//! [`crate::net::http`].
 
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use crate::net::http::head;
+use crate::net::http::{head, write_response, Response};
 
 /// An endless body stops after this long even if the client never cuts it off.
 const ENDLESS_LIMIT: Duration = Duration::from_secs(60);
@@ -22,6 +23,28 @@ fn filler() -> Vec<u8> {
     }
     out.truncate(STREAM_CHUNK);
     out
+}
+
+/// Writes `resp` (closing the connection after it) one byte every `every`,
+/// until the client goes away or `ENDLESS_LIMIT` passes. Returns the bytes
+/// written.
+pub(crate) fn write_dripped<W: Write>(w: &mut W, resp: &Response, every: Duration) -> u64 {
+    let mut bytes = Vec::new();
+    if write_response(&mut bytes, resp, false, true).is_err() {
+        return 0;
+    }
+    let started = Instant::now();
+    let mut sent = 0u64;
+    for byte in bytes {
+        if started.elapsed() >= ENDLESS_LIMIT
+            || w.write_all(&[byte]).and_then(|()| w.flush()).is_err()
+        {
+            break;
+        }
+        sent += 1;
+        std::thread::sleep(every);
+    }
+    sent
 }
 
 /// Streams a 200 `application/json` body of `len` filler bytes, or with

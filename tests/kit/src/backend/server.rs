@@ -16,7 +16,7 @@ use super::api;
 use super::auth::authenticate;
 use super::errors;
 use super::faults::{self, Action, FaultKind};
-use super::http::write_streamed;
+use super::http::{write_dripped, write_streamed};
 use super::log::{Delivery, LoggedRequest};
 use super::state::Shared;
 use crate::net::http::{read_request, write_response, ReadError, Request, Response};
@@ -74,6 +74,12 @@ fn requests(shared: &Shared, stream: TcpStream) {
             Some(Action::Stream(len)) => {
                 answered(shared, entry, &Response::new(200, Vec::new()));
                 write_streamed(reader.get_mut(), len);
+                return;
+            }
+            Some(Action::Drip(every)) => {
+                let resp = api::handle(shared, &req, &auth, None);
+                answered(shared, entry, &resp);
+                write_dripped(reader.get_mut(), &resp, every);
                 return;
             }
             Some(Action::Respond(r)) => r,

@@ -362,7 +362,7 @@ impl Chaos {
             (Some("PUT"), Some("/version")),
         ];
         let mut scope = *self.dice.pick(&scopes);
-        let kind = match self.dice.range(0, 12) {
+        let kind = match self.dice.range(0, 13) {
             0 => F::InternalError,
             1 => F::BadGateway,
             2 => F::Unavailable { retry_after: retry },
@@ -398,6 +398,7 @@ impl Chaos {
                     (format!("backend down for {d:.1?}"), false)
                 });
             }
+            11 => F::Drip(Duration::from_millis(self.dice.range(50, 400))),
             _ => {
                 let latency = Duration::from_millis(self.dice.range(200, 2000));
                 return self.lasting(Lasting::BackendSlow, secs(10, 30), "backend slow", |d| {
@@ -409,7 +410,10 @@ impl Chaos {
                 });
             }
         };
-        let stall = matches!(kind, F::Hang(_) | F::HugeBody(_) | F::EndlessBody);
+        let stall = matches!(
+            kind,
+            F::Hang(_) | F::Drip(_) | F::HugeBody(_) | F::EndlessBody
+        );
         let times = if stall {
             1
         } else {
@@ -657,6 +661,7 @@ fn backend_name(k: &backend::FaultKind) -> &'static str {
         F::TooManyRequests { .. } => "429",
         F::Error { .. } => "error",
         F::Hang(_) => "hang",
+        F::Drip(_) => "slow drip",
         F::Reset => "reset",
         F::MalformedJson => "malformed body",
         F::HugeBody(_) => "huge body",

@@ -145,7 +145,10 @@ fn deliveries(log: &[backend::LoggedRequest]) -> Vec<Delivery> {
                 })
                 .unwrap_or_default(),
             status: r.status,
-            hung: matches!(r.fault, Some(backend::FaultKind::Hang(_))),
+            hung: matches!(
+                r.fault,
+                Some(backend::FaultKind::Hang(_) | backend::FaultKind::Drip(_))
+            ),
         })
         .collect()
 }
