@@ -1,5 +1,6 @@
-//! The socket side of our HTTP API: the listener, tiny_http, a dispatcher
-//! thread, and the checks that keep the server from going deaf.
+//! The socket side of our HTTP API: the listener, tiny_http, the liveness
+//! answer off the main loop, and the checks that keep the server from
+//! going deaf.
 //!
 //! The listener is created here with read and write timeouts, which accepted
 //! sockets inherit on Linux, so an idle or stalled client holds a connection
@@ -8,17 +9,16 @@
 //! reads bodies on its own threads, so nothing here ever waits on a client
 //! for long: the main loop only takes finished requests and writes small replies.
 //!
-//! One dispatcher thread takes tiny_http's requests. It answers a plain
-//! `GET /healthz` itself, from the time of the main loop's last turn
+//! A plain `GET /healthz` is answered on its connection's thread (tiny_http's
+//! front hook), from the time of the main loop's last turn
 //! ([`HttpServer::turned`]), so liveness is answered at once even while the
-//! loop waits on an outbound call; everything else goes to the main loop,
-//! which owns all state.
+//! loop waits on an outbound call; every other request goes to the main
+//! loop, which owns all state.
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -32,27 +32,21 @@ pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(5);
 pub const PROBE_EVERY: Duration = Duration::from_secs(30);
 /// How long a self-probe may take before the server counts as deaf.
 pub const PROBE_DEADLINE: Duration = Duration::from_secs(10);
-/// Requests waiting for the main loop: one per connection the patched
-/// tiny_http allows, so the queue fills only if that cap is broken; then
-/// the request gets a 503.
-pub const QUEUE: usize = 512;
 
 /// The running HTTP server.
 pub struct HttpServer {
-    inner: Arc<tiny_http::Server>,
+    inner: tiny_http::Server,
     addr: SocketAddr,
-    requests: Receiver<io::Result<Incoming>>,
     shared: Arc<Shared>,
-    stop: Arc<AtomicBool>,
 }
 
-/// What the dispatcher and the main loop share; it outlives a rebuild.
+/// What the connection threads and the main loop share; it outlives a rebuild.
 #[derive(Debug)]
 struct Shared {
     origin: Instant,
     /// The main loop's last turn, in milliseconds after `origin`.
     last_turn_ms: AtomicU64,
-    /// `/healthz` answers the dispatcher gave, by status, not yet counted.
+    /// `/healthz` answers given off the loop, by status, not yet counted.
     healthz_ok: AtomicU64,
     healthz_stalled: AtomicU64,
 }
@@ -66,9 +60,8 @@ impl Shared {
 impl HttpServer {
     /// Listens on `addr` (port 0 picks a free port).
     pub fn bind(addr: SocketAddr) -> io::Result<HttpServer> {
-        let now = SystemClock.now();
         let shared = Arc::new(Shared {
-            origin: now,
+            origin: SystemClock.now(),
             last_turn_ms: AtomicU64::new(0),
             healthz_ok: AtomicU64::new(0),
             healthz_stalled: AtomicU64::new(0),
@@ -79,26 +72,16 @@ impl HttpServer {
     fn start(addr: SocketAddr, shared: Arc<Shared>) -> io::Result<HttpServer> {
         let listener = listener(addr)?;
         let addr = listener.local_addr()?;
-        let inner =
-            Arc::new(tiny_http::Server::from_listener(listener, None).map_err(io::Error::other)?);
-        let (queue, requests) = mpsc::sync_channel(QUEUE);
-        let stop = Arc::new(AtomicBool::new(false));
-        let dispatcher = Dispatcher {
-            server: inner.clone(),
-            queue,
-            shared: shared.clone(),
-            stop: stop.clone(),
-        };
-        std::thread::Builder::new()
-            .name("http-dispatch".into())
-            .stack_size(256 * 1024)
-            .spawn(move || dispatcher.run())?;
+        let inner = tiny_http::Server::from_listener_with_front(
+            listener,
+            None,
+            Some(liveness_front(shared.clone())),
+        )
+        .map_err(io::Error::other)?;
         Ok(HttpServer {
             inner,
             addr,
-            requests,
             shared,
-            stop,
         })
     }
 
@@ -108,7 +91,7 @@ impl HttpServer {
     }
 
     /// The main loop turned at `now` (its own clock); `/healthz` answers
-    /// from this. The dispatcher judges it by the system clock.
+    /// from this, judged by the system clock.
     pub fn turned(&self, now: Instant) {
         let ms = now
             .saturating_duration_since(self.shared.origin)
@@ -129,22 +112,12 @@ impl HttpServer {
     /// Waits up to `timeout` for the next request. An error means the server
     /// stopped accepting connections; [`HttpServer::rebuild`] it.
     pub fn recv(&self, timeout: Duration) -> io::Result<Option<Incoming>> {
-        let next = if timeout.is_zero() {
-            self.requests.try_recv().map_err(|e| match e {
-                TryRecvError::Empty => None,
-                TryRecvError::Disconnected => Some(()),
-            })
+        let request = if timeout.is_zero() {
+            self.inner.try_recv()?
         } else {
-            self.requests.recv_timeout(timeout).map_err(|e| match e {
-                RecvTimeoutError::Timeout => None,
-                RecvTimeoutError::Disconnected => Some(()),
-            })
+            self.inner.recv_timeout(timeout)?
         };
-        match next {
-            Ok(request) => request.map(Some),
-            Err(None) => Ok(None),
-            Err(Some(())) => Err(io::Error::other("the HTTP dispatcher stopped")),
-        }
+        Ok(request.map(Incoming))
     }
 
     /// Replaces a dead server with a new one on the same address.
@@ -155,52 +128,23 @@ impl HttpServer {
     }
 }
 
-impl Drop for HttpServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        self.inner.unblock();
-    }
-}
-
-/// The thread between tiny_http and the main loop.
-struct Dispatcher {
-    server: Arc<tiny_http::Server>,
-    queue: SyncSender<io::Result<Incoming>>,
-    shared: Arc<Shared>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Dispatcher {
-    fn run(self) {
-        loop {
-            let request = match self.server.recv() {
-                Ok(request) => Incoming(request),
-                Err(_) if self.stop.load(Ordering::Relaxed) => return,
-                Err(e) => {
-                    // The main loop sees the error, or the closed queue.
-                    let _ = self.queue.try_send(Err(e));
-                    return;
-                }
-            };
-            if request.is_plain_healthz() {
-                let response = api::liveness(self.shared.last_turn(), SystemClock.now());
-                let count = match response.status {
-                    200 => &self.shared.healthz_ok,
-                    _ => &self.shared.healthz_stalled,
-                };
-                count.fetch_add(1, Ordering::Relaxed);
-                answer_guarded(request, |_| response);
-                continue;
-            }
-            match self.queue.try_send(Ok(request)) {
-                Ok(()) => {}
-                Err(TrySendError::Full(Ok(request))) => answer_guarded(request, |_| {
-                    api::Response::error(503, "busy", "too many requests are waiting; try again")
-                }),
-                Err(TrySendError::Full(Err(_)) | TrySendError::Disconnected(_)) => return,
-            }
+/// Answers a plain `/healthz` on the connection's thread; hands every
+/// other request back for the main loop.
+fn liveness_front(shared: Arc<Shared>) -> tiny_http::Front {
+    Arc::new(move |request| {
+        let incoming = Incoming(request);
+        if !incoming.is_plain_healthz() {
+            return Some(incoming.0);
         }
-    }
+        let response = api::liveness(shared.last_turn(), SystemClock.now());
+        let count = match response.status {
+            200 => &shared.healthz_ok,
+            _ => &shared.healthz_stalled,
+        };
+        count.fetch_add(1, Ordering::Relaxed);
+        answer_guarded(incoming, |_| response);
+        None
+    })
 }
 
 /// A TCP listener whose accepted sockets time out reads and writes.
@@ -283,7 +227,7 @@ impl Incoming {
         }
     }
 
-    /// `GET` or `HEAD` of `/healthz` with no query: the dispatcher answers it.
+    /// `GET` or `HEAD` of `/healthz` with no query: answered off the loop.
     fn is_plain_healthz(&self) -> bool {
         self.0.url() == "/healthz" && matches!(self.0.method().as_str(), "GET" | "HEAD")
     }
@@ -521,7 +465,7 @@ mod tests {
         let server = HttpServer::bind("127.0.0.1:0".parse().unwrap()).unwrap();
         server.turned(SystemClock.now());
         let get = b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-        // Nobody calls recv: the dispatcher answers.
+        // Nobody calls recv: the connection's thread answers.
         let reply = exchange(server.local_addr(), get).join().unwrap();
         assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
         assert!(reply.ends_with("\r\n\r\nok"), "{reply}");

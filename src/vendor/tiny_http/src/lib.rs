@@ -143,6 +143,11 @@ pub struct Server {
     listening_addr: ListenAddr,
 }
 
+/// PATCH: a hook that answers requests on their connection's thread
+/// (see `Server::from_listener_with_front`); it returns the requests it
+/// leaves to `recv()`.
+pub type Front = Arc<dyn Fn(Request) -> Option<Request> + Send + Sync>;
+
 enum Message {
     Error(IoError),
     NewRequest(Request),
@@ -245,6 +250,17 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_front(listener, ssl_config, None)
+    }
+
+    /// PATCH: like `from_listener`, with `front` called on each request on
+    /// its connection's thread before it is queued: it answers the request
+    /// itself (returning `None`) or hands it back for `recv()`.
+    pub fn from_listener_with_front<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        front: Option<Front>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -328,6 +344,7 @@ impl Server {
                     }
                     Ok(client) => {
                         let messages = inside_messages.clone();
+                        let front = front.clone();
                         let mut client = Some(client);
                         let guard = limits::LiveGuard::new(live.clone());
                         let spawned = thread::Builder::new()
@@ -341,6 +358,14 @@ impl Server {
                                 // pile up in the queue.
                                 let (sender, receiver) = mpsc::channel();
                                 for rq in client {
+                                    // PATCH: the front answers some requests here.
+                                    let rq = match &front {
+                                        Some(front) => match front(rq) {
+                                            Some(rq) => rq,
+                                            None => continue,
+                                        },
+                                        None => rq,
+                                    };
                                     messages.push(rq.with_notify_sender(sender.clone()).into());
                                     if receiver.recv().is_err() {
                                         break;

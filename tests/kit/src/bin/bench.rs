@@ -1606,17 +1606,17 @@ fn under_load(m: &mut Manager, plan: &Plan, tmp: &TempDir, report: &mut Report) 
                         .collect();
                     report.raw(format!("during wrk load: {}", window.finish()));
                     report.raw(format!(
-                            "manager threads in the middle of each wrk round: {mid_threads:?} ({CONNECTIONS} connections served at once need {} = main + accept + dispatcher + {CONNECTIONS})",
-                            CONNECTIONS + 3
+                            "manager threads in the middle of each wrk round: {mid_threads:?} ({CONNECTIONS} connections served at once need {} = main + accept + {CONNECTIONS})",
+                            CONNECTIONS + 2
                         ));
                     let short = mid_threads
                         .iter()
-                        .filter(|t| (**t as usize) < CONNECTIONS + 3)
+                        .filter(|t| (**t as usize) < CONNECTIONS + 2)
                         .count();
                     report.rows.push(Row {
                         what: format!(
                             "wrk rounds in which some of the {CONNECTIONS} connections had no server thread (threads mid-round < {})",
-                            CONNECTIONS + 3
+                            CONNECTIONS + 2
                         ),
                         value: format!("{short} of {} (threads: {mid_threads:?})", mid_threads.len()),
                         target: "0".into(),
