@@ -365,7 +365,6 @@ impl<C: Clock + Clone + 'static> Agent<C> {
 
     /// Serves one request (waiting up to `wait`) and then whatever else is queued.
     fn serve(&mut self, wait: Duration) -> Result<(), Exit> {
-        self.count_off_loop();
         let mut timeout = wait;
         for _ in 0..REQUESTS_PER_TURN {
             match self.server.recv(timeout) {
@@ -386,7 +385,8 @@ impl<C: Clock + Clone + 'static> Agent<C> {
         Ok(())
     }
 
-    /// Counts the `/healthz` answers the server gave without the loop.
+    /// Counts the `/healthz` answers the server gave without the loop,
+    /// before a request that may show the counts.
     fn count_off_loop(&mut self) {
         for (code, n) in self.server.answered_off_loop() {
             self.state
@@ -484,9 +484,7 @@ impl<C: Clock + Clone + 'static> Agent<C> {
                     "{} failed: {} (retry in {})",
                     id.name(),
                     done.detail,
-                    crate::config::format_duration(Duration::from_millis(
-                        u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)
-                    ))
+                    crate::clock::human(wait)
                 )
             }
             _ if id == JobId::Sync && std::mem::take(&mut self.sync_asked) => {
