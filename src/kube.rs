@@ -465,15 +465,15 @@ impl Kube {
         };
         // ureq times the call on the real clock, so the budget is kept on it too.
         let started = Instant::now();
-        self.fenced(lane)?;
-        let first = self.send_once(method, path, body, now, false, budget);
+        let token = self.token(now, false);
+        let first = self.send_once(method, path, body, token, budget, lane);
         let left = budget.saturating_sub(started.elapsed());
         match first {
             Err(KubeError::Api { code: 401, .. })
                 if self.token_file.is_some() && left >= MIN_RETRY_BUDGET =>
             {
-                self.fenced(lane)?;
-                self.send_once(method, path, body, now, true, left)
+                let token = self.token(now, true);
+                self.send_once(method, path, body, token, left, lane)
             }
             other => other,
         }
@@ -492,11 +492,10 @@ impl Kube {
         method: &str,
         path: &str,
         body: Option<(&str, &[u8])>,
-        now: Instant,
-        reread_token: bool,
+        token: Option<String>,
         timeout: Duration,
+        lane: Lane,
     ) -> Result<Vec<u8>, KubeError> {
-        let token = self.token(now, reread_token);
         let url = format!("{}{}", self.base, path);
         let agent = self.agent()?.clone();
         let mut request = ureq::http::Request::builder()
@@ -506,16 +505,19 @@ impl Kube {
         if let Some(token) = token {
             request = request.header("Authorization", format!("Bearer {token}"));
         }
+        // The fence is checked last, once the request is built: from `run`
+        // on, ureq's deadline (the call's budget) stops a call whose process
+        // was paused from going out late.
         let result = match body {
             Some((content_type, bytes)) => request
                 .header("Content-Type", content_type)
                 .body(bytes.to_vec())
                 .map_err(|e| KubeError::Setup(e.to_string()))
-                .and_then(|r| run(&agent, r, timeout)),
+                .and_then(|r| self.fenced(lane).and_then(|()| run(&agent, r, timeout))),
             None => request
                 .body(())
                 .map_err(|e| KubeError::Setup(e.to_string()))
-                .and_then(|r| run(&agent, r, timeout)),
+                .and_then(|r| self.fenced(lane).and_then(|()| run(&agent, r, timeout))),
         };
         let mut response = result?;
         let code = response.status().as_u16();

@@ -119,6 +119,33 @@ fn a_rotated_token_is_read_again_after_a_401() {
 }
 
 #[test]
+fn the_fence_is_checked_once_the_request_is_built() {
+    use std::cell::Cell;
+    use std::rc::Rc;
+    use workload_manager::outbound::Fence;
+    let kube = Rc::new(FakeKube::builder().namespace("edge").start());
+    // The fence's first check rotates the token: a request built before the
+    // check carries the token read before it, and gets a 401.
+    let checked = Rc::new(Cell::new(0u32));
+    let (k2, c2) = (kube.clone(), checked.clone());
+    let fence = Fence::new(move || {
+        if c2.get() == 0 {
+            k2.rotate_token();
+        }
+        c2.set(c2.get() + 1);
+        Duration::ZERO
+    });
+    fence.set(Some(Duration::from_secs(60)));
+    let mut k = client(&kube).with_fence(fence);
+    let mark = kube.mark();
+    k.list_managed(Instant::now())
+        .expect("the retry reads the new token");
+    let statuses: Vec<Option<u16>> = kube.requests_since(mark).iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [Some(401), Some(200)]);
+    assert_eq!(checked.get(), 2, "each attempt is checked");
+}
+
+#[test]
 fn retry_after_and_errors_are_reported() {
     let kube = FakeKube::builder().namespace("edge").start();
     let mut k = client(&kube);

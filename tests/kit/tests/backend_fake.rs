@@ -1209,6 +1209,51 @@ fn unreachable_refuses_connections_then_serves_again_on_the_same_port() {
 }
 
 #[test]
+fn a_post_cut_by_going_down_is_stored_but_its_answer_logged_as_lost() {
+    let backend = FakeBackend::start();
+    let node = Signer::node(16);
+    // Long enough to go down while the request waits on it.
+    backend.set_latency(Duration::from_secs(5));
+    let mark = backend.mark();
+    let body = json!({"reports": [report("cut1")]}).to_string();
+    let headers = node.headers(
+        "POST",
+        &format!("/api{}", health_path(&node)),
+        body.as_bytes(),
+        backend.now(),
+    );
+    let client = std::thread::scope(|s| {
+        let post = s.spawn(|| {
+            send_raw(
+                &backend,
+                "POST",
+                &health_path(&node),
+                &headers,
+                body.as_bytes(),
+            )
+        });
+        let arrived =
+            backend.wait_for_request(mark, Duration::from_secs(5), |r| r.method == "POST");
+        assert!(arrived.is_some_and(|r| r.status.is_none()));
+        backend.set_reachable(false);
+        post.join().unwrap()
+    });
+    assert!(client.is_err(), "{:?}", client.map(|r| r.status));
+    // The fake still handles it: the report is stored, the 202 logged, and
+    // the log says the client never got it.
+    assert!(backend.wait_for_reports(1, Duration::from_secs(10)));
+    let post = backend
+        .wait_for_request(mark, Duration::from_secs(10), |r| r.answer_lost)
+        .expect("the cut answer is logged as lost");
+    assert_eq!(post.status, Some(202));
+    backend.set_latency(Duration::ZERO);
+    backend.set_reachable(true);
+    let r = post_health(&backend, &node, &json!({"reports": [report("cut1")]}));
+    assert_eq!((r.status, r.json()), (202, json!({"accepted": 0})));
+    assert!(backend.log().iter().filter(|r| r.answer_lost).count() == 1);
+}
+
+#[test]
 fn the_request_log_records_what_was_sent_and_answered() {
     let backend = FakeBackend::start();
     let node = Signer::node(15);

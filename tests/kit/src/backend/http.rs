@@ -26,25 +26,23 @@ fn filler() -> Vec<u8> {
 }
 
 /// Writes `resp` (closing the connection after it) one byte every `every`,
-/// until the client goes away or `ENDLESS_LIMIT` passes. Returns the bytes
-/// written.
-pub(crate) fn write_dripped<W: Write>(w: &mut W, resp: &Response, every: Duration) -> u64 {
+/// until the client goes away or `ENDLESS_LIMIT` passes. Returns whether
+/// all of it was written.
+pub(crate) fn write_dripped<W: Write>(w: &mut W, resp: &Response, every: Duration) -> bool {
     let mut bytes = Vec::new();
     if write_response(&mut bytes, resp, false, true).is_err() {
-        return 0;
+        return false;
     }
     let started = Instant::now();
-    let mut sent = 0u64;
     for byte in bytes {
         if started.elapsed() >= ENDLESS_LIMIT
             || w.write_all(&[byte]).and_then(|()| w.flush()).is_err()
         {
-            break;
+            return false;
         }
-        sent += 1;
         std::thread::sleep(every);
     }
-    sent
+    true
 }
 
 /// Streams a 200 `application/json` body of `len` filler bytes, or with

@@ -28,6 +28,10 @@ pub struct LoggedRequest {
     pub auth_error: Option<String>,
     /// The injected fault it met, if any.
     pub fault: Option<FaultKind>,
+    /// The answer could not be written whole: the connection was cut (the
+    /// backend went down) or closed by the client first. Whatever the
+    /// request changed, the client never learnt it.
+    pub answer_lost: bool,
 }
 
 impl LoggedRequest {
@@ -51,6 +55,7 @@ impl LoggedRequest {
             verified: auth.is_ok(),
             auth_error: auth.as_ref().err().cloned(),
             fault,
+            answer_lost: false,
         }
     }
 

@@ -79,7 +79,9 @@ fn requests(shared: &Shared, stream: TcpStream) {
             Some(Action::Drip(every)) => {
                 let resp = api::handle(shared, &req, &auth, None);
                 answered(shared, entry, &resp);
-                write_dripped(reader.get_mut(), &resp, every);
+                if !write_dripped(reader.get_mut(), &resp, every) {
+                    answer_lost(shared, entry);
+                }
                 return;
             }
             Some(Action::Respond(r)) => r,
@@ -92,7 +94,11 @@ fn requests(shared: &Shared, stream: TcpStream) {
         };
         answered(shared, entry, &resp);
         let keep = req.keep_alive();
-        if write_response(reader.get_mut(), &resp, false, !keep).is_err() || !keep {
+        if write_response(reader.get_mut(), &resp, false, !keep).is_err() {
+            answer_lost(shared, entry);
+            return;
+        }
+        if !keep {
             return;
         }
     }
@@ -133,6 +139,11 @@ fn arrive(
         st.deliveries.len() - 1
     });
     (at, delivery)
+}
+
+/// Marks a logged request whose answer could not be written.
+fn answer_lost(shared: &Shared, (at, _): Entry) {
+    shared.lock().log.update(at, |e| e.answer_lost = true);
 }
 
 /// Fills in the answer of a logged request.

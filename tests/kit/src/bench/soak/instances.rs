@@ -8,6 +8,7 @@
 //! Nothing here decides when a process starts or ends; the soak's schedule
 //! does, and this carries it out and keeps the record ([`Life`]).
 
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::Write as _;
 use std::net::{SocketAddr, TcpStream};
@@ -59,8 +60,21 @@ pub struct Sample {
     /// Since the process started.
     pub age: Duration,
     pub rss_kib: u64,
+    /// Every open fd, the two kinds of TCP connection below included.
     pub fds: u64,
+    /// Connections clients opened to it (heartbeats, probes): each lasts as
+    /// long as its client keeps it.
+    pub inbound: u64,
+    /// Connections it opened (pooled keep-alive to the outside systems).
+    pub outbound: u64,
     pub threads: u64,
+}
+
+impl Sample {
+    /// The fds it holds of its own accord: files, pipes, its listener.
+    pub fn own_fds(&self) -> u64 {
+        self.fds.saturating_sub(self.inbound + self.outbound)
+    }
 }
 
 /// One `/healthz` probe that did not answer 200 within [`PROBE_LIMIT`].
@@ -172,13 +186,59 @@ fn probe(addr: SocketAddr) -> Result<Duration, String> {
 fn sample(pid: u32, age: Duration) -> Option<Sample> {
     let rss_kib = proc_status(pid, "VmRSS");
     let threads = proc_status(pid, "Threads");
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count() as u64;
+    let fds: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .ok()?
+        .filter_map(|e| {
+            Some(
+                std::fs::read_link(e.ok()?.path())
+                    .ok()?
+                    .display()
+                    .to_string(),
+            )
+        })
+        .collect();
+    let (inbound, outbound) = connections(pid, &fds);
     (rss_kib > 0 && threads > 0).then_some(Sample {
         age,
         rss_kib,
-        fds,
+        fds: fds.len() as u64,
+        inbound,
+        outbound,
         threads,
     })
+}
+
+/// Of the fds' targets (`socket:[inode]`, paths, ...), how many are TCP
+/// connections accepted on one of the process's listening ports, and how
+/// many are other TCP connections (ones it opened), by /proc/PID/net/tcp{,6}.
+fn connections(pid: u32, fds: &[String]) -> (u64, u64) {
+    let inodes: BTreeSet<&str> = fds
+        .iter()
+        .filter_map(|t| t.strip_prefix("socket:[")?.strip_suffix(']'))
+        .collect();
+    // (local port, listening) of each of its TCP sockets.
+    let mut sockets = Vec::new();
+    for table in ["tcp", "tcp6"] {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")).unwrap_or_default();
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state), Some(inode)) = (cols.get(1), cols.get(3), cols.get(9))
+            else {
+                continue;
+            };
+            let port = local
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            if let (Some(port), true) = (port, inodes.contains(inode)) {
+                sockets.push((port, *state == "0A"));
+            }
+        }
+    }
+    let listening: BTreeSet<u16> = sockets.iter().filter(|s| s.1).map(|s| s.0).collect();
+    let open = sockets.iter().filter(|s| !s.1);
+    let inbound = open.clone().filter(|s| listening.contains(&s.0)).count() as u64;
+    (inbound, open.count() as u64 - inbound)
 }
 
 /// The machine's 1-minute load average, as /proc/loadavg says.
@@ -500,5 +560,14 @@ mod tests {
     fn samples_read_this_process() {
         let s = sample(std::process::id(), Duration::ZERO).expect("a sample");
         assert!(s.rss_kib > 0 && s.fds > 0 && s.threads > 0, "{s:?}");
+        // Both ends of one connection: the accepted end is inbound, the
+        // connecting end outbound; the listener is neither.
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let client = TcpStream::connect(listener.local_addr().expect("addr")).expect("connect");
+        let (server, _) = listener.accept().expect("accept");
+        let s = sample(std::process::id(), Duration::ZERO).expect("a sample");
+        assert!(s.inbound >= 1 && s.outbound >= 1, "{s:?}");
+        assert!(s.own_fds() >= 1 && s.own_fds() + s.inbound + s.outbound == s.fds);
+        drop((client, server));
     }
 }

@@ -124,8 +124,9 @@ struct Delivery {
     index: usize,
     ids: Vec<String>,
     status: Option<u16>,
-    /// It met a hang: its answer may have come after the manager gave up.
-    hung: bool,
+    /// It met a hang (its answer may have come after the manager gave up),
+    /// or its answer was never written whole (the backend went down).
+    unsure: bool,
 }
 
 fn deliveries(log: &[backend::LoggedRequest]) -> Vec<Delivery> {
@@ -145,10 +146,11 @@ fn deliveries(log: &[backend::LoggedRequest]) -> Vec<Delivery> {
                 })
                 .unwrap_or_default(),
             status: r.status,
-            hung: matches!(
-                r.fault,
-                Some(backend::FaultKind::Hang(_) | backend::FaultKind::Drip(_))
-            ),
+            unsure: r.answer_lost
+                || matches!(
+                    r.fault,
+                    Some(backend::FaultKind::Hang(_) | backend::FaultKind::Drip(_))
+                ),
         })
         .collect()
 }
@@ -162,16 +164,16 @@ pub fn reports(e: &Evidence) -> Line {
     let all = deliveries(e.backend);
     for d in all.iter().filter(|d| d.status == Some(202)) {
         for id in &d.ids {
-            let Some(&(i0, hung)) = first.get(id.as_str()) else {
-                first.insert(id, (d.index, d.hung));
+            let Some(&(i0, unsure)) = first.get(id.as_str()) else {
+                first.insert(id, (d.index, d.unsure));
                 continue;
             };
             resent += 1;
-            if hung || e.stops.iter().any(|s| (i0 + 1..=d.index).contains(s)) {
+            if unsure || e.stops.iter().any(|s| (i0 + 1..=d.index).contains(s)) {
                 explained += 1;
             } else {
                 keep(&mut examples, || {
-                    format!("{id} accepted by request {i0} and sent again in request {} with no kill, stop or hang in between", d.index)
+                    format!("{id} accepted by request {i0} and sent again in request {} with no kill, stop, hang or lost answer in between", d.index)
                 });
             }
         }
@@ -220,7 +222,7 @@ pub fn reports(e: &Evidence) -> Line {
     }
     let counts = format!(
         "{built} built in {} runs, {} accepted, {} dropped, {} still queued at the end, {lost} lost; \
-         {resent} re-sent after acceptance ({explained} after a kill, a stop or a hung answer){}",
+         {resent} re-sent after acceptance ({explained} after a kill, a stop, or a hung or lost answer){}",
         runs.len(),
         stored.len(),
         e.dropped,
@@ -648,16 +650,31 @@ pub fn panics(lives: &[Life]) -> Line {
 fn floor(samples: &[&Sample]) -> Option<Sample> {
     Some(Sample {
         age: samples.first()?.age,
-        rss_kib: samples.iter().map(|s| s.rss_kib).min()?,
-        fds: samples.iter().map(|s| s.fds).min()?,
-        threads: samples.iter().map(|s| s.threads).min()?,
+        rss_kib: floor_of(samples, |s| s.rss_kib),
+        fds: floor_of(samples, |s| s.fds),
+        inbound: floor_of(samples, |s| s.inbound),
+        outbound: floor_of(samples, |s| s.outbound),
+        threads: floor_of(samples, |s| s.threads),
     })
 }
 
+/// The lowest of `f` over `samples` (0 for none).
+fn floor_of(samples: &[&Sample], f: fn(&Sample) -> u64) -> u64 {
+    samples.iter().map(|s| f(s)).min().unwrap_or(0)
+}
+
+/// The outside systems the soak's managers call (Kubernetes, backend, S3).
+/// Calls go one at a time, so each client's pool holds one idle connection
+/// at most.
+const OUTSIDE_SYSTEMS: u64 = 3;
+
 /// RSS, open fds and threads of the longest-lived process stay flat after
 /// its first 5 minutes: the lowest RSS of its last minute is less than
-/// 512 KiB above the lowest of the minute before 5 minutes, and its fds
-/// and threads come back down to their lowest of that minute.
+/// 512 KiB above the lowest of the minute before 5 minutes; its threads and
+/// the fds it holds of its own accord (all but TCP connections) come back
+/// down to their lowest of that minute, and its pooled connections to at
+/// most one per outside system. Connections clients opened to it are
+/// counted but not judged: each lasts as long as its client keeps it.
 pub fn resources(lives: &[Life], now: Instant) -> Line {
     const NAME: &str = "RSS, fds and threads flat (longest-lived process)";
     let Some(l) = lives.iter().max_by_key(|l| l.lifetime(now)) else {
@@ -712,9 +729,21 @@ pub fn resources(lives: &[Life], now: Instant) -> Line {
             format!("RSS grew {growth} KiB after the warm-up")
         });
     }
-    if e.fds > b.fds {
+    let (b_own, e_own) = (
+        floor_of(&base, Sample::own_fds),
+        floor_of(&end, Sample::own_fds),
+    );
+    if e_own > b_own {
         keep(&mut examples, || {
-            format!("open fds {} at the end, {} after the warm-up", e.fds, b.fds)
+            format!("{e_own} fds of its own (not TCP connections) at the end, {b_own} after the warm-up")
+        });
+    }
+    if e.outbound > OUTSIDE_SYSTEMS {
+        keep(&mut examples, || {
+            format!(
+                "{} outbound connections all through its last minute, more than one per outside system",
+                e.outbound
+            )
         });
     }
     if e.threads > b.threads {
@@ -726,7 +755,7 @@ pub fn resources(lives: &[Life], now: Instant) -> Line {
         });
     }
     let counts = format!(
-        "{} (pid {}) ran {}: lowest RSS {} KiB at {} and {} KiB in its last minute ({growth:+} KiB; limit +{RSS_GROWTH_KIB}; peak {peak} KiB), fds {} → {}, threads {} → {}",
+        "{} (pid {}) ran {}: lowest RSS {} KiB at {} and {} KiB in its last minute ({growth:+} KiB; limit +{RSS_GROWTH_KIB}; peak {peak} KiB), fds {} → {} (its own {b_own} → {e_own}, outbound {} → {}, inbound {} → {}), threads {} → {}",
         l.label(),
         l.pid,
         human(lived),
@@ -735,6 +764,10 @@ pub fn resources(lives: &[Life], now: Instant) -> Line {
         e.rss_kib,
         b.fds,
         e.fds,
+        b.outbound,
+        e.outbound,
+        b.inbound,
+        e.inbound,
         b.threads,
         e.threads
     );
@@ -1093,6 +1126,7 @@ mod tests {
             verified: true,
             auth_error: None,
             fault,
+            answer_lost: false,
         }
     }
 
@@ -1145,11 +1179,15 @@ mod tests {
             "{}",
             line.counts
         );
-        // Without the kill, the re-send of 3 is unexplained.
-        assert_eq!(
-            reports(&evidence(&log, &stored, &[], &[], 0)).verdict,
-            Verdict::Missed
-        );
+        // Without the kill, the re-send of 3 is unexplained...
+        let line = reports(&evidence(&log, &stored, &[], &[], 0));
+        assert_eq!(line.verdict, Verdict::Missed);
+        assert!(line.examples[0].contains("request 2 and sent again in request 3"));
+        // ...unless the answer that accepted it was never written whole.
+        let mut cut = log.clone();
+        cut[2].answer_lost = true;
+        let line = reports(&evidence(&cut, &stored, &[], &[], 0));
+        assert_eq!(line.verdict, Verdict::Held, "{}", line.render());
         // A gap is lost unless dropped; one still queued is no delivery.
         let gap = vec![id(a, 1), id(a, 3)];
         let line = reports(&evidence(&[], &gap, &[], &[], 0));
@@ -1169,7 +1207,21 @@ mod tests {
         assert!(line.counts.contains("0 lost"), "{}", line.counts);
     }
 
+    /// `(age s, RSS KiB, fds, threads)`, no TCP connections.
     fn life(samples: &[(u64, u64, u64, u64)], lived: Duration, now: Instant) -> Life {
+        let with: Vec<_> = samples
+            .iter()
+            .map(|&(age, rss, fds, threads)| (age, rss, fds, 0, 0, threads))
+            .collect();
+        life_with(&with, lived, now)
+    }
+
+    /// `(age s, RSS KiB, fds, inbound, outbound, threads)`.
+    fn life_with(
+        samples: &[(u64, u64, u64, u64, u64, u64)],
+        lived: Duration,
+        now: Instant,
+    ) -> Life {
         Life {
             pod: super::super::instances::Pod::B,
             nth: 1,
@@ -1180,10 +1232,12 @@ mod tests {
             probes: Default::default(),
             samples: samples
                 .iter()
-                .map(|&(age, rss_kib, fds, threads)| Sample {
+                .map(|&(age, rss_kib, fds, inbound, outbound, threads)| Sample {
                     age: Duration::from_secs(age),
                     rss_kib,
                     fds,
+                    inbound,
+                    outbound,
                     threads,
                 })
                 .collect(),
@@ -1222,6 +1276,26 @@ mod tests {
             resources(&[life(&fds, Duration::from_secs(700), now)], now).verdict,
             Verdict::Missed
         );
+        // One more fd that is a client's connection, or a pooled one within
+        // one per outside system, is no leak; a fourth pooled one is.
+        let conns = |end: (u64, u64, u64)| {
+            let samples = [
+                (250, 4600, 12, 0, 2, 2),
+                (700, 4600, 12 + end.0, end.1, end.2, 2),
+            ];
+            resources(&[life_with(&samples, Duration::from_secs(700), now)], now)
+        };
+        let line = conns((1, 1, 2));
+        assert_eq!(line.verdict, Verdict::Held, "{}", line.render());
+        assert!(
+            line.counts
+                .contains("fds 12 → 13 (its own 10 → 10, outbound 2 → 2, inbound 0 → 1)"),
+            "{}",
+            line.counts
+        );
+        assert_eq!(conns((1, 0, 3)).verdict, Verdict::Held);
+        assert_eq!(conns((2, 0, 4)).verdict, Verdict::Missed);
+        assert_eq!(conns((1, 0, 2)).verdict, Verdict::Missed);
     }
 
     #[test]
