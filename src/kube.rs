@@ -505,19 +505,16 @@ impl Kube {
         if let Some(token) = token {
             request = request.header("Authorization", format!("Bearer {token}"));
         }
-        // The fence is checked last, once the request is built: from `run`
-        // on, ureq's deadline (the call's budget) stops a call whose process
-        // was paused from going out late.
         let result = match body {
             Some((content_type, bytes)) => request
                 .header("Content-Type", content_type)
                 .body(bytes.to_vec())
                 .map_err(|e| KubeError::Setup(e.to_string()))
-                .and_then(|r| self.fenced(lane).and_then(|()| run(&agent, r, timeout))),
+                .and_then(|r| self.run(&agent, r, timeout, lane)),
             None => request
                 .body(())
                 .map_err(|e| KubeError::Setup(e.to_string()))
-                .and_then(|r| self.fenced(lane).and_then(|()| run(&agent, r, timeout))),
+                .and_then(|r| self.run(&agent, r, timeout, lane)),
         };
         let mut response = result?;
         let code = response.status().as_u16();
@@ -568,22 +565,28 @@ impl Kube {
         }
         Ok(self.agent.as_ref().expect("set just above"))
     }
-}
 
-/// Sends `request` within `timeout` (a third of it to connect).
-fn run<S: ureq::AsSendBody>(
-    agent: &ureq::Agent,
-    request: ureq::http::Request<S>,
-    timeout: Duration,
-) -> Result<ureq::http::Response<ureq::Body>, KubeError> {
-    let request = agent
-        .configure_request(request)
-        .timeout_global(Some(timeout))
-        .timeout_connect(Some(timeout / 3))
-        .build();
-    agent
-        .run(request)
-        .map_err(|e| KubeError::Unreachable(e.to_string()))
+    /// Sends `request` within `timeout` (a third of it to connect), if the
+    /// fence lets `lane` through. The fence is checked last, once the
+    /// request is built: from here on, ureq's deadline (the call's budget)
+    /// stops a call whose process was paused from going out late.
+    fn run<S: ureq::AsSendBody>(
+        &self,
+        agent: &ureq::Agent,
+        request: ureq::http::Request<S>,
+        timeout: Duration,
+        lane: Lane,
+    ) -> Result<ureq::http::Response<ureq::Body>, KubeError> {
+        self.fenced(lane)?;
+        let request = agent
+            .configure_request(request)
+            .timeout_global(Some(timeout))
+            .timeout_connect(Some(timeout / 3))
+            .build();
+        agent
+            .run(request)
+            .map_err(|e| KubeError::Unreachable(e.to_string()))
+    }
 }
 
 /// The error an answer that is not `2xx` is: its Status's reason and
